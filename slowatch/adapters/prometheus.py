@@ -1,0 +1,169 @@
+"""Any Prometheus-compatible query API (Prometheus, VictoriaMetrics, Thanos, Mimir).
+
+One injected ``requests.Session`` (connection reuse) with explicit timeouts and urllib3 retries
+with exponential backoff on connection errors and transient statuses. Instant queries are posted
+on that session directly because we need what ``PrometheusConnect.custom_query`` drops (the result
+type and ``stats=all``); discovery (``/api/v1/series``) goes through prometheus-api-client on the
+same session. Every query of one evaluation carries the same ``time=``. Errors are typed and name
+the SLO and the instant.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from slowatch.core.budget import Measurement
+from slowatch.core.model import SLO, window_span
+from slowatch.core.promql import ResultError, Sample, measurement_query, read_counts
+from slowatch.errors import QueryError, SourceUnavailable
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+# Statuses worth retrying: overload and gateway trouble. 4xx (bad query) never is.
+TRANSIENT_STATUSES = (429, 502, 503, 504)
+
+
+@dataclass
+class QueryStats:
+    """Counters an evaluation cycle reads for its own metrics and benchmarks."""
+
+    queries: int = 0
+    errors: int = 0
+    samples_read: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, queries: int = 0, errors: int = 0, samples: int = 0) -> None:
+        with self._lock:
+            self.queries += queries
+            self.errors += errors
+            self.samples_read += samples
+
+
+def make_session(retries: int = 3, backoff: float = 0.5) -> requests.Session:
+    session = requests.Session()
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        status_forcelist=TRANSIENT_STATUSES,
+        allowed_methods=frozenset({"GET", "POST"}),  # queries are read-only, POST only for length
+        raise_on_status=False,
+    )
+    adapter = requests.adapters.HTTPAdapter(max_retries=retry, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class PrometheusSource:
+    """Measures SLOs with one instant query each."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: timedelta = timedelta(seconds=30),
+        retries: int = 3,
+        stats: bool = False,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.session = session or make_session(retries)
+        self.timeout = (CONNECT_TIMEOUT_SECONDS, timeout.total_seconds())
+        self.with_stats = stats
+        self.stats = QueryStats()
+        retry = self.session.get_adapter(self.url).max_retries  # type: ignore[attr-defined]
+        # POST: batched queries outgrow URL limits; the body carries query and time.
+        self._client = PrometheusConnect(url=self.url, session=self.session, retry=retry, method="POST")
+        # The library types its timeout as int; requests takes the (connect, read) pair we want.
+        self._client._timeout = self.timeout  # type: ignore[assignment]
+
+    def query(self, promql: str, at: datetime, *, context: str) -> list[Sample]:
+        """An instant query at ``at``; ``context`` (SLO and window) goes into every error."""
+        params: dict[str, Any] = {"time": f"{at.timestamp():.3f}"}
+        if self.with_stats:
+            params["stats"] = "all"
+        try:
+            response = self.session.post(
+                f"{self.url}/api/v1/query", data={"query": promql, **params}, timeout=self.timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.stats.add(queries=1, errors=1)
+            raise SourceUnavailable(f"{context}: {self.url} unreachable: {_short(exc)}") from exc
+        except requests.RequestException as exc:
+            self.stats.add(queries=1, errors=1)
+            raise SourceUnavailable(f"{context}: {self.url}: {_short(exc)}") from exc
+        body = _json(response)
+        if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
+            self.stats.add(queries=1, errors=1)
+            raise SourceUnavailable(
+                f"{context}: {self.url} answered {response.status_code}: {body.get('error', response.reason)}"
+            )
+        if response.status_code != 200 or body.get("status") != "success":
+            self.stats.add(queries=1, errors=1)
+            raise QueryError(f"{context}: query rejected ({response.status_code}): {body.get('error', body)}")
+        data = body.get("data", {})
+        samples_read = int(data.get("stats", {}).get("samples", {}).get("totalQueryableSamples", 0) or 0)
+        self.stats.add(queries=1, samples=samples_read)
+        if data.get("resultType") != "vector":
+            raise QueryError(f"{context}: expected an instant vector, got {data.get('resultType')}")
+        return [Sample(labels=r.get("metric", {}), value=float(r["value"][1])) for r in data["result"]]
+
+    def measure(self, slo: SLO, at: datetime) -> Measurement:
+        span = window_span(slo.window, at)
+        context = f"slo={slo.id} at={at.isoformat()}"
+        samples = self.query(measurement_query(slo, span), at, context=context)
+        try:
+            counts, problems = read_counts(slo, samples)
+        except ResultError as exc:
+            raise QueryError(f"{context}: {exc}") from exc
+        return Measurement(at=at, counts=counts, problems=problems)
+
+    # --- discovery for `check --live`, through prometheus-api-client ---
+
+    def series(self, selector: str, start: datetime, end: datetime) -> list[Mapping[str, str]]:
+        try:
+            result: list[Mapping[str, str]] = self._client.get_series(
+                start=start, end=end, params={"match[]": selector}
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceUnavailable(f"{self.url} unreachable: {_short(exc)}") from exc
+        except PrometheusApiClientException as exc:
+            raise QueryError(f"series {selector}: {exc}") from exc
+        return result
+
+    def ping(self) -> None:
+        """Raise SourceUnavailable unless the API answers a trivial query."""
+        self.query("vector(1)", datetime.now(UTC), context="ping")
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return {"error": response.text[:200]}
+    return body if isinstance(body, dict) else {"error": str(body)[:200]}
+
+
+def _short(exc: BaseException) -> str:
+    """The useful tail of a requests/urllib3 error chain, on one line."""
+    text = str(exc)
+    for marker in ("Caused by ", "Failed to establish a new connection: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return text.strip("()'\" ").replace("\n", " ")[:300]
+

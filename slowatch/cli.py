@@ -1,0 +1,174 @@
+"""The command line: check, eval, run, generate, provision, demo.
+
+Exit status: 0 success, 1 the spec or the data is wrong (or the evaluation failed), 2 usage.
+A SlowatchError prints one line per problem on stderr, no traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from slowatch import __version__
+from slowatch.errors import SlowatchError, SpecError
+from slowatch.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_instant(text: str) -> datetime:
+    """RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (write RFC 3339 like 2026-11-01T00:00:00Z, or unix seconds)"
+        ) from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: v for k, v in {
+            "prometheus_url": getattr(args, "prometheus_url", None),
+            "listen": getattr(args, "listen", None),
+            "state_dir": getattr(args, "state_dir", None),
+            "alertmanager_urls": getattr(args, "alertmanager_urls", None),
+            "evaluation_interval": getattr(args, "evaluation_interval", None),
+            "log_format": getattr(args, "log_format", None),
+            "shard": getattr(args, "shard", None),
+        }.items() if v is not None
+    }
+    return Settings(**overrides)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from slowatch.spec import load_specs
+
+    slos = load_specs(args.paths)
+    if not args.live:
+        print(f"ok: {len(slos)} SLOs in {len(args.paths)} path(s)")
+        return EXIT_OK
+    from slowatch.adapters.prometheus import PrometheusSource
+    from slowatch.checks import live_problems
+
+    settings = _settings(args)
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout)
+    problems = live_problems(slos, source, args.at or datetime.now(UTC))
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return EXIT_FAILED
+    print(f"ok: {len(slos)} SLOs; every series and latency bound exists in {settings.prometheus_url}")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from slowatch import engine
+    from slowatch.adapters import render
+    from slowatch.adapters.prometheus import PrometheusSource
+    from slowatch.spec import load_specs
+
+    slos = load_specs(args.paths)
+    settings = _settings(args)
+    at = args.at or datetime.now(UTC).replace(microsecond=0)
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
+                              retries=settings.query_retries)
+    snapshot = engine.evaluate(slos, source, at, concurrency=settings.concurrency)
+    if snapshot.failures and all(o.failure for o in snapshot.outcomes):
+        raise snapshot.failures[0]
+    if args.format == "json":
+        print(json.dumps(render.status_document(at, snapshot.statuses), indent=2))
+    else:
+        print(render.table(at, snapshot.statuses))
+    return EXIT_FAILED if any(s.state in ("error", "stale") for s in snapshot.statuses) else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="slowatch",
+        description="Watches service-level objectives on Prometheus: exact error budgets, "
+        "multi-window burn-rate alerts to Alertmanager, /status and /metrics.",
+        epilog="Settings come from SLOWATCH_* environment variables; a flag of the same name wins. "
+        "Exit status: 0 ok, 1 spec or data wrong / evaluation failed, 2 usage.",
+    )
+    p.add_argument("--version", action="version", version=f"slowatch {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def paths(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("paths", nargs="+", metavar="PATH", help="spec file or directory of *.yaml")
+
+    def prometheus(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--prometheus-url", help="query API base URL (SLOWATCH_PROMETHEUS_URL; "
+                        "default http://127.0.0.1:9090)")
+
+    sp = sub.add_parser("check", help="validate spec files (and, with --live, the data behind them)")
+    paths(sp)
+    prometheus(sp)
+    sp.add_argument("--live", action="store_true",
+                    help="also ask Prometheus that every series exists and every latency threshold is an le bound")
+    sp.add_argument("--at", type=parse_instant, help="instant for --live (default now)")
+    sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("eval", help="evaluate every SLO once, at an instant")
+    paths(sp)
+    prometheus(sp)
+    sp.add_argument("--at", type=parse_instant, help="RFC 3339 or unix seconds (default now)")
+    sp.add_argument("--format", choices=("table", "json"), default="table",
+                    help="json prints the /status document")
+    sp.set_defaults(func=cmd_eval)
+
+    for module in COMMAND_MODULES:
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = getattr(
+            importlib.import_module(module), "register"
+        )
+        register(sub)
+    return p
+
+
+# Commands defined next to their wiring: each module has `register(subparsers)` that adds its
+# parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if args.debug:
+            raise
+        return EXIT_FAILED
+    except SlowatchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def duration_arg(text: str) -> timedelta:
+    from slowatch.core.windows import DurationError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

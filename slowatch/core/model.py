@@ -1,0 +1,152 @@
+"""The domain model: frozen dataclasses the rest of the core computes on.
+
+The spec file (``slowatch.spec``, pydantic) maps into these types; nothing in ``slowatch.core``
+knows about files, pydantic, HTTP or the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from slowatch.core.windows import calendar_bounds, format_duration
+
+CalendarUnit = Literal["month", "week"]
+
+
+@dataclass(frozen=True)
+class RollingWindow:
+    """The last ``duration`` before the evaluation instant."""
+
+    duration: timedelta
+
+    @property
+    def name(self) -> str:
+        return format_duration(self.duration)
+
+
+@dataclass(frozen=True)
+class CalendarWindow:
+    """The current calendar month or ISO week (Monday first) in ``timezone``."""
+
+    unit: CalendarUnit
+    timezone: str = "UTC"
+
+    @property
+    def name(self) -> str:
+        return self.unit if self.timezone == "UTC" else f"{self.unit}/{self.timezone}"
+
+
+Window = RollingWindow | CalendarWindow
+
+
+@dataclass(frozen=True)
+class WindowSpan:
+    """A window resolved at an instant: the range to count events over, and the whole period
+    the budget is for (equal for rolling windows; the whole month or week for calendar ones)."""
+
+    start: datetime
+    end: datetime
+    at: datetime
+
+    @property
+    def elapsed(self) -> timedelta:
+        return self.at - self.start
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+
+def window_span(window: Window, at: datetime) -> WindowSpan:
+    if isinstance(window, RollingWindow):
+        return WindowSpan(start=at - window.duration, end=at, at=at)
+    start, end = calendar_bounds(window.unit, window.timezone, at)
+    return WindowSpan(start=start, end=end, at=at)
+
+
+def nominal_length(window: Window) -> timedelta:
+    """The window's length for scaling burn-rate factors: a calendar month counts as 30 days
+    and a week as 7, so the alert thresholds do not move from month to month."""
+    if isinstance(window, RollingWindow):
+        return window.duration
+    return timedelta(days=30 if window.unit == "month" else 7)
+
+
+@dataclass(frozen=True)
+class RatioSLI:
+    """Event based: good (or errors) and total events, counted by one query per window.
+
+    Either selector form (``errors``/``good`` + ``total`` are series selectors of counters), or
+    raw form (``*_query`` are PromQL expressions holding the ``{{.window}}`` placeholder and each
+    returning one sample: the number of events in that window).
+    """
+
+    total: str
+    good: str | None = None
+    errors: str | None = None
+    raw: bool = False
+
+
+@dataclass(frozen=True)
+class LatencySLI:
+    """Classic histogram: events under ``threshold_seconds`` are good."""
+
+    histogram: str
+    selector: str
+    threshold_seconds: float
+
+
+@dataclass(frozen=True)
+class ThroughputSLI:
+    """Time slices: a slice is good when ``query`` (a rate, in its own unit) is >= ``minimum``."""
+
+    query: str
+    minimum: float
+    slice: timedelta
+
+
+SLI = RatioSLI | LatencySLI | ThroughputSLI
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    budget_consumed: tuple[float, ...] = (50.0,)
+    """Percents of the window's budget; an alert fires at each."""
+    burn_rate: bool = True
+    runbook_url: str | None = None
+    no_data: Literal["ignore", "alert"] = "ignore"
+    """What a window with no events does to alerts: nothing (default) or an SLONoData ticket."""
+
+
+@dataclass(frozen=True)
+class SLO:
+    service: str
+    name: str
+    objective_percent: float
+    window: Window
+    sli: SLI
+    description: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    alerting: AlertPolicy = field(default_factory=AlertPolicy)
+    source: str = ""
+    """Where the SLO was defined (file path), for error messages."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.service}/{self.name}"
+
+    @property
+    def objective(self) -> float:
+        """The objective as a fraction, e.g. 0.999."""
+        return self.objective_percent / 100.0
+
+    @property
+    def budget(self) -> float:
+        """The error budget as a fraction of events (or slices), e.g. 0.001."""
+        return 1.0 - self.objective
+
+    @property
+    def kind(self) -> str:
+        return {RatioSLI: "ratio", LatencySLI: "latency", ThroughputSLI: "throughput"}[type(self.sli)]

@@ -1,0 +1,122 @@
+"""Durations, the windows burn rates are reported for, and the multi-window burn-rate table.
+
+The alert table is data with its source cited; factors are computed from it, never typed in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+
+
+class DurationError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Prometheus duration ("5m", "1h30m", "30d", "200ms")."""
+    text = text.strip()
+    if not _DURATION.match(text):
+        raise DurationError(f"not a duration: {text!r} (write e.g. 5m, 1h, 30d, 1h30m, 200ms)")
+    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if seconds <= 0:
+        raise DurationError(f"duration must be positive: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(d: timedelta) -> str:
+    """The shortest Prometheus duration for ``d`` ("30d", "1h30m", "500ms")."""
+    ms = round(d.total_seconds() * 1000)
+    if ms <= 0:
+        raise DurationError(f"duration must be positive: {d}")
+    out = []
+    for unit, size in (("w", 604800000), ("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000)):
+        if unit == "w" and ms % size:  # "1w3d" reads worse than "10d"
+            continue
+        n, ms = divmod(ms, size)
+        if n:
+            out.append(f"{n}{unit}")
+    if ms:
+        out.append(f"{ms}ms")
+    return "".join(out)
+
+
+# The windows every SLO reports a burn rate for (INTERFACES.md, /status "burn_rates").
+BURN_RATE_WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+# The burn rate behind time to exhaustion: the page alert's long window, short enough to follow
+# an incident, long enough not to swing with every 5-minute blip.
+CURRENT_BURN_WINDOW = "1h"
+
+Severity = Literal["page", "ticket"]
+
+
+@dataclass(frozen=True)
+class BurnRateAlertWindow:
+    """One row of a multi-window multi-burn-rate table.
+
+    Fires when ``budget_percent`` of the budget of ``period`` would be consumed within
+    ``long_window``, confirmed by ``short_window`` (which makes the alert reset quickly).
+    """
+
+    severity: Severity
+    budget_percent: float
+    long_window: str
+    short_window: str
+    period: str = "30d"
+
+    def factor(self, slo_window: timedelta) -> float:
+        """The burn-rate threshold for an SLO whose window is ``slo_window``.
+
+        factor = budget fraction * SLO window / long window: for 30d that gives the workbook's
+        14.4, 6 and 1; for other windows the same budget fraction in the same long window.
+        """
+        return burn_rate_factor(self.budget_percent, slo_window, parse_duration(self.long_window))
+
+
+def burn_rate_factor(budget_percent: float, slo_window: timedelta, long_window: timedelta) -> float:
+    return (budget_percent / 100.0) * (slo_window / long_window)
+
+
+# Google SRE workbook, "Alerting on SLOs", table 5-8 (recommended parameters for a 99.9% SLO
+# over 30 days): 2% of the budget in 1h (5m short) pages, 5% in 6h (30m short) pages, 10% in
+# 3d (6h short) opens a ticket. https://sre.google/workbook/alerting-on-slos/
+SRE_WORKBOOK_TABLE_5_8: tuple[BurnRateAlertWindow, ...] = (
+    BurnRateAlertWindow(severity="page", budget_percent=2, long_window="1h", short_window="5m"),
+    BurnRateAlertWindow(severity="page", budget_percent=5, long_window="6h", short_window="30m"),
+    BurnRateAlertWindow(severity="ticket", budget_percent=10, long_window="3d", short_window="6h"),
+)
+
+
+def alert_windows_for(slo_window: timedelta) -> tuple[BurnRateAlertWindow, ...]:
+    """The table rows that make sense for an SLO window: a long window longer than the SLO
+    window itself would look at events outside the window, so that row is dropped."""
+    return tuple(w for w in SRE_WORKBOOK_TABLE_5_8 if parse_duration(w.long_window) <= slo_window)
+
+
+def calendar_bounds(unit: str, timezone: str, at: datetime) -> tuple[datetime, datetime]:
+    """Start and end (exclusive) of the calendar month or ISO week holding ``at``, in UTC."""
+    tz = ZoneInfo(timezone)
+    local = at.astimezone(tz)
+    if unit == "month":
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(
+            month=start.month + 1
+        )
+    elif unit == "week":
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=local.weekday())
+        start = day
+        end = (start + timedelta(days=7)).replace(tzinfo=None).replace(tzinfo=tz)
+    else:
+        raise DurationError(f"unknown calendar unit {unit!r} (write month or week)")
+    # Recreate with tzinfo so DST offsets are those of the wall-clock instants themselves.
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)
+    end = end.replace(tzinfo=None).replace(tzinfo=tz)
+    return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))

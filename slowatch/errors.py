@@ -1,0 +1,61 @@
+"""The exception tree. Every error says where (file, field, SLO, window) and what to do.
+
+    SlowatchError                  base; the CLI prints str(exc) on one line and exits 1
+    ├── SpecError                  invalid spec files; .problems lists every one of them
+    ├── SourceError                talking to a Prometheus-compatible API failed
+    │   ├── SourceUnavailable      connection refused, timeout, 5xx after retries (transient)
+    │   └── QueryError             the server rejected the query, or its result is unusable
+    ├── DeliveryError              Alertmanager delivery failed (after retries)
+    ├── GrafanaError               Grafana API refused or failed
+    └── StateError                 the state directory cannot be read or written
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SlowatchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    file: str
+    path: str
+    """Field path inside the file, e.g. ``slos[1].sli.latency.threshold``."""
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class SpecError(SlowatchError):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SourceError(SlowatchError):
+    pass
+
+
+class SourceUnavailable(SourceError):
+    pass
+
+
+class QueryError(SourceError):
+    pass
+
+
+class DeliveryError(SlowatchError):
+    pass
+
+
+class GrafanaError(SlowatchError):
+    pass
+
+
+class StateError(SlowatchError):
+    pass
