@@ -1,0 +1,672 @@
+"""Spec files (``apiVersion: slowatch/v1``) -> ``slowatch.core.model.SLO``.
+
+The wire format is a set of pydantic models (unknown keys forbidden) kept apart from the frozen
+core dataclasses: the core never sees pydantic. Every problem in every file is collected and
+raised once as ``SpecError``, each with its file, field path and what to write instead.
+
+Semantic checks (durations, PromQL, ranges) live in validators rather than after loading, so
+that pydantic reports them together with type and key errors in a single pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Hashable, Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, get_args
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import promql_parser
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from slowatch.core.model import (
+    SLI,
+    SLO,
+    AlertPolicy,
+    CalendarWindow,
+    LatencySLI,
+    RatioSLI,
+    RollingWindow,
+    ThroughputSLI,
+    Window,
+)
+from slowatch.core.promql import WINDOW_PLACEHOLDER
+from slowatch.core.windows import DurationError, parse_duration
+from slowatch.errors import SpecError, SpecProblem
+
+__all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
+
+API_VERSION = "slowatch/v1"
+# Labels slowatch itself sets on alerts and self-metrics; a spec label of the same name would
+# silently overwrite them.
+RESERVED_LABELS = frozenset(
+    {"service", "slo", "severity", "threshold", "long_window", "short_window", "alertname", "window"}
+)
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_SELECTOR_EXAMPLE = 'http_requests_total{service="auth",code=~"5.."}'
+_RAW_EXAMPLE = 'sum(increase(http_requests_total{code=~"5.."}[' + WINDOW_PLACEHOLDER + "]))"
+# What a missing key looks like when written, for "missing" problems.
+_EXAMPLES = {
+    "apiVersion": f"apiVersion: {API_VERSION}",
+    "service": "service: auth",
+    "slos": "slos: [{name: ..., objective: ..., window: ..., sli: ...}]",
+    "name": "name: login-availability",
+    "objective": "objective: 99.9",
+    "window": "window: 30d",
+    "sli": "sli: {ratio: {total: ..., errors: ...}}",
+    "calendar": "calendar: month",
+    "histogram": "histogram: http_request_duration_seconds",
+    "threshold": "threshold: 200ms",
+    "query": "query: sum(rate(http_requests_total[1m]))",
+    "minimum": "minimum: 200",
+}
+# Discriminated-union tags appear in pydantic's error locations; they are not keys of the file.
+_ROLLING, _CALENDAR = "<rolling>", "<calendar>"
+_NOT_KEYS = frozenset({_ROLLING, _CALENDAR, "[key]"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Field checks. Each raises ValueError with the whole message; pydantic adds the location.
+
+
+def _num(value: float) -> str:
+    return f"{value:.10g}"
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _label_safe(value: str) -> str:
+    if not _NAME.match(value):
+        fixed = re.sub(r"[^a-zA-Z0-9_.-]+", "-", value.strip()).strip("-")
+        if fixed and not re.match(r"[a-zA-Z_]", fixed):
+            fixed = "_" + fixed
+        hint = f": did you mean {fixed!r}?" if fixed else ", e.g. 'login-availability'"
+        raise ValueError(
+            f"{value!r} is not label-safe: start with a letter or _, then use only letters, digits, _, . and -{hint}"
+        )
+    return value
+
+
+def _label_name(value: str) -> str:
+    if not _LABEL_NAME.match(value) or value.startswith("__"):
+        fixed = re.sub(r"[^a-zA-Z0-9_]+", "_", value).strip("_") or "team"
+        raise ValueError(
+            f"{value!r} is not a Prometheus label name: use letters, digits and _, not starting "
+            f"with a digit or __, e.g. {fixed!r}"
+        )
+    if value in RESERVED_LABELS:
+        raise ValueError(
+            f"label {value!r} is reserved (slowatch sets {', '.join(sorted(RESERVED_LABELS))} itself): "
+            "choose another name"
+        )
+    return value
+
+
+def _objective(value: float) -> float:
+    if 1 <= value < 100:
+        return value
+    prefix = f"objective is a percent in (0, 100), got {_num(value)}"
+    if 0 < value < 1:
+        raise ValueError(f"{prefix}: did you mean {_num(value * 100)}?")
+    if value >= 100:
+        raise ValueError(f"{prefix}: 100% leaves no error budget; write e.g. 99.9")
+    raise ValueError(f"{prefix}: write e.g. 99.9")
+
+
+def _duration(value: object) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 1m, 1h or 30d, got {_show(value)}")
+    return parse_duration(value)  # DurationError is a ValueError with a hint
+
+
+def _rolling(value: object) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"window must be a duration like 30d, or a mapping like {{calendar: month, timezone: UTC}}, "
+            f"got {_show(value)}"
+        )
+    return parse_duration(value)
+
+
+def _window_kind(value: object) -> str:
+    return _CALENDAR if isinstance(value, dict) else _ROLLING
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+        hint = f"did you mean {close[0]}?" if close else "write an IANA name like UTC or Europe/Paris"
+        raise ValueError(f"unknown timezone {value!r}: {hint}") from None
+    return value
+
+
+def _parse_promql(text: str) -> Any:
+    try:
+        return promql_parser.parse(text)
+    except ValueError as exc:
+        raise ValueError(f"invalid PromQL {text!r}: {exc}") from None
+
+
+def _selector(value: str) -> str:
+    value = value.strip()
+    node = _parse_promql(value)
+    if type(node).__name__ != "VectorSelector":
+        raise ValueError(
+            f"expected a series selector like {_SELECTOR_EXAMPLE}, got the expression {value!r}; "
+            "for a full query use the raw form total_query with good_query or errors_query, e.g. "
+            f"{_RAW_EXAMPLE}"
+        )
+    if node.offset is not None or node.at is not None:
+        raise ValueError(f"a selector takes no offset or @ modifier, got {value!r}: write e.g. {_SELECTOR_EXAMPLE}")
+    return value
+
+
+def _instant_query(text: str) -> Any:
+    node = _parse_promql(text)
+    kind = type(node).__name__
+    if kind in ("MatrixSelector", "SubqueryExpr"):
+        raise ValueError(f"{text!r} returns a range vector: wrap it, e.g. sum(increase(...)) or sum(rate(...))")
+    if kind == "StringLiteral":
+        raise ValueError(f"{text!r} is a string literal: write a query returning a number")
+    return node
+
+
+def _raw_query(value: str) -> str:
+    value = value.strip()
+    if WINDOW_PLACEHOLDER not in value:
+        raise ValueError(
+            f"a raw query must contain {WINDOW_PLACEHOLDER} where the window's range goes, e.g. {_RAW_EXAMPLE}"
+        )
+    _instant_query(value.replace(WINDOW_PLACEHOLDER, "5m"))
+    return value
+
+
+def _throughput_query(value: str) -> str:
+    value = value.strip()
+    if WINDOW_PLACEHOLDER in value:
+        raise ValueError(
+            f"a throughput query is an instant rate and takes no {WINDOW_PLACEHOLDER}: "
+            "write e.g. sum(rate(http_requests_total[1m]))"
+        )
+    _instant_query(value)
+    return value
+
+
+def _histogram(value: str) -> str:
+    if value.endswith("_bucket"):
+        raise ValueError(f"histogram is the base name without _bucket: write {value.removesuffix('_bucket')}")
+    if not _METRIC_NAME.match(value):
+        raise ValueError(f"{value!r} is not a metric name: write e.g. http_request_duration_seconds")
+    return value
+
+
+def _threshold(value: object) -> float:
+    hint = "write a duration like 200ms or 2s, or a number of seconds like 0.25"
+    if isinstance(value, str):
+        try:
+            return parse_duration(value).total_seconds()
+        except DurationError:
+            raise ValueError(f"threshold must be a positive duration, got {value!r}: {hint}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"threshold must be a duration or a number of seconds, got {_show(value)}: {hint}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"threshold must be positive, got {_num(value)}: {hint}")
+    return float(value)
+
+
+def _positive(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be a number > 0, got {_num(value)}")
+    return value
+
+
+def _budget_percent(value: float) -> float:
+    if not 0 < value <= 100:
+        raise ValueError(f"budget_consumed takes percents in (0, 100], got {_num(value)}: write e.g. 50")
+    return value
+
+
+def _one_or_many(value: object) -> object:
+    # `budget_consumed: 50` reads as well as `[50]`.
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {value!r}: write e.g. https://runbooks.example/auth")
+    return value
+
+
+# Strict numbers: YAML already types them, and lax mode would turn `true` into 1.0.
+Number = Annotated[float, Field(strict=True)]
+LabelSafe = Annotated[str, AfterValidator(_label_safe)]
+Selector = Annotated[str, AfterValidator(_selector)]
+RawQuery = Annotated[str, AfterValidator(_raw_query)]
+Duration = Annotated[timedelta, PlainValidator(_duration)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The wire format.
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalendarWindowSpec(_Spec):
+    calendar: Literal["month", "week"]
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+
+
+WindowSpec = Annotated[
+    Annotated[timedelta, PlainValidator(_rolling), Tag(_ROLLING)] | Annotated[CalendarWindowSpec, Tag(_CALENDAR)],
+    Discriminator(_window_kind),
+]
+
+
+class RatioSpec(_Spec):
+    total: Selector | None = None
+    good: Selector | None = None
+    errors: Selector | None = None
+    total_query: RawQuery | None = None
+    good_query: RawQuery | None = None
+    errors_query: RawQuery | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        selector = [k for k in ("total", "good", "errors") if getattr(self, k) is not None]
+        raw = [k for k in ("total_query", "good_query", "errors_query") if getattr(self, k) is not None]
+        both = (
+            "use either total with good or errors (series selectors), or total_query with "
+            f"good_query or errors_query (PromQL holding {WINDOW_PLACEHOLDER})"
+        )
+        if selector and raw:
+            raise ValueError(f"mixes selector keys ({', '.join(selector)}) with raw keys ({', '.join(raw)}): {both}")
+        if not selector and not raw:
+            raise ValueError(f"ratio is empty: {both}")
+        suffix = "_query" if raw else ""
+        given = raw or selector
+        total, good, errors = (k + suffix for k in ("total", "good", "errors"))
+        if total not in given:
+            raise ValueError(f"ratio needs {total}, the query counting all events, next to {good} or {errors}")
+        if good in given and errors in given:
+            raise ValueError(f"give {good} or {errors}, not both: total minus errors is good")
+        if good not in given and errors not in given:
+            raise ValueError(f"ratio needs {good} or {errors} next to {total}")
+        return self
+
+
+class LatencySpec(_Spec):
+    histogram: Annotated[str, AfterValidator(_histogram)]
+    selector: str = "{}"
+    threshold: Annotated[float, PlainValidator(_threshold)]
+
+    @field_validator("selector")
+    @classmethod
+    def _matchers(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip() or "{}"
+        if not (value.startswith("{") and value.endswith("}")):
+            raise ValueError(
+                f"selector is a set of label matchers in braces like '{{service=\"auth\"}}' (the metric "
+                f"name goes in histogram), got {value!r}"
+            )
+        # Parse it as the bucket selector it becomes; a placeholder name if histogram was invalid.
+        node = _parse_promql(f"{info.data.get('histogram', 'histogram')}_bucket{value}")
+        if type(node).__name__ != "VectorSelector":
+            raise ValueError(f"selector must be label matchers only, like '{{service=\"auth\"}}', got {value!r}")
+        if node.matchers.or_matchers:
+            raise ValueError(f"`or` between matchers is not supported in {value!r}: write one set of matchers")
+        if any(m.name == "le" for m in node.matchers.matchers):
+            raise ValueError("selector must not match on le: slowatch picks the bucket from threshold")
+        return value
+
+
+class ThroughputSpec(_Spec):
+    query: Annotated[str, AfterValidator(_throughput_query)]
+    minimum: Annotated[Number, AfterValidator(_positive)]
+    slice: Duration = timedelta(minutes=1)
+
+
+_SLI_KINDS = {
+    "ratio": "ratio: {total: <selector>, errors: <selector>}",
+    "latency": "latency: {histogram: <name>, threshold: 200ms}",
+    "throughput": "throughput: {query: <PromQL>, minimum: 200}",
+}
+
+
+class SLISpec(_Spec):
+    ratio: RatioSpec | None = None
+    latency: LatencySpec | None = None
+    throughput: ThroughputSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        given = [k for k in _SLI_KINDS if k in self.model_fields_set]
+        if len(given) != 1:
+            got = " and ".join(given) if given else "none"
+            raise ValueError(f"sli needs exactly one of ratio, latency or throughput, got {got}")
+        if getattr(self, given[0]) is None:
+            raise ValueError(f"{given[0]} is empty: write e.g. {_SLI_KINDS[given[0]]}")
+        return self
+
+
+class AlertingSpec(_Spec):
+    budget_consumed: Annotated[
+        list[Annotated[Number, AfterValidator(_budget_percent)]], BeforeValidator(_one_or_many)
+    ] = Field(default_factory=lambda: [50.0])
+    burn_rate: Annotated[bool, Field(strict=True)] = True
+    runbook_url: Annotated[str, AfterValidator(_url)] | None = None
+    no_data: Literal["ignore", "alert"] = "ignore"
+
+
+class SLOSpec(_Spec):
+    name: LabelSafe
+    description: str | None = None
+    objective: Annotated[Number, AfterValidator(_objective)]
+    window: WindowSpec
+    sli: SLISpec
+    alerting: AlertingSpec = AlertingSpec()
+
+
+class FileSpec(_Spec):
+    api_version: Literal["slowatch/v1"] = Field(alias="apiVersion")
+    service: LabelSafe
+    labels: dict[Annotated[str, AfterValidator(_label_name)], str] = Field(default_factory=dict)
+    slos: list[SLOSpec] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wire format -> core model.
+
+
+def _window(spec: timedelta | CalendarWindowSpec) -> Window:
+    if isinstance(spec, timedelta):
+        return RollingWindow(duration=spec)
+    return CalendarWindow(unit=spec.calendar, timezone=spec.timezone)
+
+
+def _sli(spec: SLISpec) -> SLI:
+    if spec.ratio is not None:
+        r = spec.ratio
+        if r.total_query is not None:
+            return RatioSLI(total=r.total_query, good=r.good_query, errors=r.errors_query, raw=True)
+        assert r.total is not None  # RatioSpec._one_form
+        return RatioSLI(total=r.total, good=r.good, errors=r.errors)
+    if spec.latency is not None:
+        lat = spec.latency
+        return LatencySLI(histogram=lat.histogram, selector=lat.selector, threshold_seconds=lat.threshold)
+    assert spec.throughput is not None  # SLISpec._one_kind
+    t = spec.throughput
+    return ThroughputSLI(query=t.query, minimum=t.minimum, slice=t.slice)
+
+
+def _to_slo(file: FileSpec, spec: SLOSpec, source: str) -> SLO:
+    a = spec.alerting
+    return SLO(
+        service=file.service,
+        name=spec.name,
+        objective_percent=spec.objective,
+        window=_window(spec.window),
+        sli=_sli(spec.sli),
+        description=spec.description or "",
+        labels=tuple(sorted(file.labels.items())),
+        alerting=AlertPolicy(
+            budget_consumed=tuple(sorted(set(a.budget_consumed))),
+            burn_rate=a.burn_rate,
+            runbook_url=a.runbook_url,
+            no_data=a.no_data,
+        ),
+        source=source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# pydantic errors -> SpecProblems.
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _keys(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    return {(f.alias or name): f for name, f in model.model_fields.items()}
+
+
+def _nested_model(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The spec model found at ``loc`` (list indexes skipped), for naming its valid keys."""
+    model: type[BaseModel] | None = FileSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = _keys(model).get(part) if model is not None else None
+        model = _nested_model(field.annotation) if field is not None else None
+    return model
+
+
+def _message(err: ErrorDetails, loc: Sequence[int | str]) -> str:
+    kind, value = err["type"], err["input"]
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind in ("value_error", "assertion_error"):
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        keys = list(_keys(model)) if model is not None else []
+        close = difflib.get_close_matches(field, keys, n=1, cutoff=0.6)
+        hint = f": did you mean `{close[0]}`?" if close else ""
+        return f"unknown key `{field}`{hint} (valid keys: {', '.join(keys)})"
+    if kind == "missing":
+        return f"`{field}` is required: add e.g. `{_EXAMPLES.get(field, field + ': ...')}`"
+    if kind == "string_type":
+        if isinstance(value, dict | list):
+            return (
+                f"expected text, got {_show(value)}: YAML reads values starting with {{ or [ as "
+                "mappings or lists, so quote it, e.g. '{service=\"auth\"}'"
+            )
+        return f"expected text, got {_show(value)}: quote it if it is meant as text"
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing"):
+        quoted = " (remove the quotes)" if isinstance(value, str) else ""
+        return f"expected a number, got {_show(value)}{quoted}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_show(value)}"
+    if kind == "list_type":
+        return f"expected a list (lines starting with `- `, or [a, b]), got {_show(value)}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping (`key: value` lines), got {_show(value)}"
+    if kind == "literal_error":
+        return f"expected {err.get('ctx', {}).get('expected', 'one of the listed values')}, got {_show(value)}"
+    if kind == "too_short" and field == "slos":
+        return "slos is empty: list at least one SLO (- name: ..., objective: ..., window: ..., sli: ...)"
+    return err["msg"]
+
+
+def _problems(file: str, exc: ValidationError) -> list[SpecProblem]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if p not in _NOT_KEYS]
+        out.append(SpecProblem(file=file, path=_path(loc), message=_message(err, loc)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping: PyYAML keeps the last one
+    silently, hiding e.g. a second `objective` under the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(
+                        None, None, f"key {key!r} appears twice in one mapping: keep one", key_node.start_mark
+                    )
+                seen.add(key)
+            except TypeError:  # unhashable key: the base constructor reports it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"invalid YAML: {exc}"
+    mark = exc.problem_mark
+    what = exc.problem or "syntax error"
+    if exc.context:
+        what = f"{what} ({exc.context})"
+    advice = (
+        ""
+        if isinstance(exc, _DuplicateKey)
+        else "; check the indentation, and quote values containing ': ' or starting with {, [, * or &"
+    )
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{advice}"
+
+
+def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[SLO]:
+    def problem(message: str, at: str = "") -> list[SLO]:
+        problems.append(SpecProblem(file=file, path=at, message=message))
+        return []
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return problem(f"cannot read the file: {exc}")
+    try:
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        return problem(_yaml_problem(exc))
+    if data is None:
+        return problem(f"the file is empty: a spec starts with `apiVersion: {API_VERSION}`, then service and slos")
+    if not isinstance(data, dict):
+        return problem(f"expected a mapping with apiVersion, service and slos at the top, got {_show(data)}")
+    # Another apiVersion is another schema: its other keys would only add noise.
+    if "apiVersion" in data and data["apiVersion"] != API_VERSION:
+        return problem(
+            f"unsupported apiVersion {_show(data['apiVersion'])}: write `apiVersion: {API_VERSION}`", "apiVersion"
+        )
+    try:
+        spec = FileSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems(file, exc))
+        return []
+    return [_to_slo(spec, slo, file) for slo in spec.slos]
+
+
+def _spec_files(paths: Sequence[str | Path], problems: list[SpecProblem]) -> Iterator[tuple[Path, str]]:
+    """(path, name for messages) of every spec file, each once, in the order given; lazily, so
+    problems stay in argument order."""
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = [
+                (p, str(p))
+                for p in sorted(path.iterdir())
+                if p.suffix.lower() in SPEC_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            ]
+            if not found:
+                problems.append(
+                    SpecProblem(
+                        file=str(given),
+                        path="",
+                        message="no *.yaml or *.yml files in this directory: add one spec file per service",
+                    )
+                )
+        elif path.exists():
+            found = [(path, str(given))]
+        else:
+            problems.append(SpecProblem(file=str(given), path="", message="no such file or directory"))
+            continue
+        for p, name in found:
+            key = p.resolve()
+            if key not in seen:  # a file named directly and through its directory loads once
+                seen.add(key)
+                yield p, name
+
+
+def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
+    """Each path is a file or a directory (its *.yaml and *.yml files, sorted, non-recursive).
+    Raises SpecError(problems) listing EVERY problem of EVERY file at once."""
+    problems: list[SpecProblem] = []
+    slos: list[SLO] = []
+    first_seen: dict[str, tuple[str, int]] = {}
+    for path, file in _spec_files(paths, problems):
+        for index, slo in enumerate(_load_file(path, file, problems)):
+            if slo.id in first_seen:
+                other, other_index = first_seen[slo.id]
+                where = f"slos[{other_index}]" if other == file else f"{other} at slos[{other_index}]"
+                problems.append(
+                    SpecProblem(
+                        file=file,
+                        path=f"slos[{index}].name",
+                        message=f"duplicate SLO {slo.id}: already defined in {where}; rename one of them",
+                    )
+                )
+                continue
+            first_seen[slo.id] = (file, index)
+            slos.append(slo)
+    if problems:
+        raise SpecError(problems)
+    return slos
