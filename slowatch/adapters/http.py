@@ -1,0 +1,315 @@
+"""The daemon's HTTP surface (INTERFACES.md, HTTP): a WSGI app served by waitress.
+
+Requests only read the latest published ``DaemonView``; none ever waits for Prometheus, so a slow
+or dead Prometheus cannot make /healthz or /metrics time out.
+
+Routes: ``/`` (status page), ``/status[?service=]``, ``/status/{service}/{slo}``, ``/metrics``,
+``/healthz``, ``/readyz``, ``/openapi.json``. GET and HEAD only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from waitress import wasyncore
+from waitress.server import create_server
+from waitress.trigger import trigger as Trigger  # noqa: N812 - the class is lower-case upstream
+
+import slowatch
+from slowatch.adapters.page import render_page
+from slowatch.adapters.render import slo_document, status_document
+from slowatch.view import ViewHolder
+
+log = structlog.get_logger(__name__)
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+# The page has no scripts and no external assets; say so, so an injected tag could do nothing.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+_Response = tuple[str, list[tuple[str, str]], bytes]
+
+_STATUS_TEXT = {200: "200 OK", 404: "404 Not Found", 405: "405 Method Not Allowed",
+                500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+_ROUTES_HINT = "/, /status, /status/{service}/{slo}, /metrics, /healthz, /readyz, /openapi.json"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class App:
+    """The WSGI application. ``clock`` gives the request time, only to show the age of the last
+    evaluation on the page (documents carry the evaluation instant, never the request time)."""
+
+    def __init__(self, holder: ViewHolder, registry: CollectorRegistry, *,
+                 clock: Callable[[], datetime] = _utcnow, stale_after: timedelta = timedelta(minutes=5)) -> None:
+        self.holder = holder
+        self.registry = registry
+        self.clock = clock
+        self.stale_after = stale_after
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, headers, body = self.handle(environ)
+        except Exception as exc:  # one bad request must not take the server thread down
+            log.exception("http_request_failed", path=environ.get("PATH_INFO"), error=repr(exc))
+            status, headers, body = _json(500, {"error": f"internal error: {exc!r}"})
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    def handle(self, environ: WSGIEnvironment) -> _Response:
+        path = _path(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = self._route(path)
+        if route is None:
+            return _json(404, {"error": f"no such path {path!r}; the routes are {_ROUTES_HINT}"})
+        if method not in ("GET", "HEAD"):  # waitress sends no body for HEAD
+            status, headers, body = _json(405, {"error": f"method {method} not allowed on {path}; use GET"})
+            return status, [*headers, ("Allow", "GET, HEAD")], body
+        return route(environ)
+
+    def _route(self, path: str) -> Callable[[WSGIEnvironment], _Response] | None:
+        fixed: dict[str, Callable[[WSGIEnvironment], _Response]] = {
+            "/": self.page,
+            "/status": self.status,
+            "/metrics": self.metrics,
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/openapi.json": self.openapi,
+        }
+        if path in fixed:
+            return fixed[path]
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "status" and parts[2] and parts[3]:
+            return lambda environ: self.one(parts[2], parts[3])
+        return None
+
+    # --- handlers ---------------------------------------------------------------------------------
+
+    def status(self, environ: WSGIEnvironment) -> _Response:
+        view = self.holder.get()
+        services = parse_qs(environ.get("QUERY_STRING", "")).get("service")
+        statuses = [s for s in view.statuses if not services or s.slo.service in services]
+        return _json(200, status_document(view.at, statuses, view.alerts))
+
+    def one(self, service: str, name: str) -> _Response:
+        view = self.holder.get()
+        s = view.status(service, name)
+        if s is None:
+            return _json(404, {"error": f"no SLO {service}/{name}; GET /status lists them"})
+        return _json(200, slo_document(s, view.alerts.get(s.slo.id, ())))
+
+    def metrics(self, environ: WSGIEnvironment) -> _Response:
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        registry = self.registry
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+        if names:  # the same filter prometheus_client's own handlers support
+            registry = registry.restricted_registry(names)  # type: ignore[assignment]
+        body = encoder(registry)
+        headers = [("Content-Type", content_type)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        return _STATUS_TEXT[200], headers, body
+
+    def healthz(self, environ: WSGIEnvironment) -> _Response:
+        return _STATUS_TEXT[200], [("Content-Type", TEXT)], b"ok\n"
+
+    def readyz(self, environ: WSGIEnvironment) -> _Response:
+        if self.holder.get().ready:
+            return _STATUS_TEXT[200], [("Content-Type", TEXT)], b"ready\n"
+        return _STATUS_TEXT[503], [("Content-Type", TEXT)], b"not ready: the first evaluation has not finished\n"
+
+    def openapi(self, environ: WSGIEnvironment) -> _Response:
+        return _json(200, OPENAPI)
+
+    def page(self, environ: WSGIEnvironment) -> _Response:
+        text = render_page(self.holder.get(), now=self.clock(), stale_after=self.stale_after)
+        headers = [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
+                   ("X-Content-Type-Options", "nosniff")]
+        return _STATUS_TEXT[200], headers, text.encode("utf-8")
+
+
+def _path(environ: WSGIEnvironment) -> str:
+    # PEP 3333: PATH_INFO is the URL-decoded bytes as latin-1; names in specs may be UTF-8.
+    raw: str = environ.get("PATH_INFO", "") or "/"
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return raw
+
+
+def _json(code: int, doc: Any) -> _Response:
+    body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    return _STATUS_TEXT[code], [("Content-Type", JSON)], body
+
+
+class Server:
+    """A waitress server running in a daemon thread; ``port`` is the bound port (also for port 0)."""
+
+    def __init__(self, server: Any, socket_map: dict[Any, Any], wakeup: Trigger, thread: threading.Thread) -> None:
+        self._server = server
+        self._map = socket_map
+        self._wakeup = wakeup
+        self._thread = thread
+        self._lock = threading.Lock()
+        self._closed = False
+        if hasattr(server, "effective_port"):
+            self.host, self.port = str(server.effective_host), int(server.effective_port)
+        else:  # a MultiSocketServer (a host name with several addresses): the first one
+            self.host, self.port = str(server.effective_listen[0][0]), int(server.effective_listen[0][1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection, stop the worker threads. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            # Sockets belong to the loop thread: close them there, after which its loop (which
+            # runs while the map is not empty) returns.
+            def close_all(_: None = None) -> None:
+                wasyncore.close_all(self._map)
+
+            self._wakeup.pull_trigger(close_all)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("http_server_stop_timeout", timeout_s=timeout)
+        else:
+            wasyncore.close_all(self._map)
+        self._server.task_dispatcher.shutdown(timeout=timeout)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(app: WSGIApplication, host: str, port: int, threads: int = 8) -> Server:
+    """Serve ``app`` on ``host:port`` (port 0: any free port) from a daemon thread."""
+    socket_map: dict[Any, Any] = {}
+    server = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="slowatch")
+    wakeup = Trigger(socket_map)  # our own wake-up pipe in the loop, for close()
+    thread = threading.Thread(target=server.run, name="slowatch-http", daemon=True)
+    handle = Server(server, socket_map, wakeup, thread)
+    thread.start()
+    log.info("http_listening", url=handle.url, threads=threads)
+    return handle
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "slowatch",
+        "version": slowatch.__version__,
+        "description": "Error budgets of service-level objectives evaluated on Prometheus. "
+                       "Ratios are fractions (0.999, not 99.9); times are RFC 3339 UTC.",
+    },
+    "paths": {
+        "/status": {
+            "get": {
+                "summary": "Every SLO's latest evaluation",
+                "operationId": "listStatus",
+                "parameters": [{
+                    "name": "service", "in": "query", "required": False,
+                    "description": "Only the SLOs of this service (repeat for several).",
+                    "schema": {"type": "string"},
+                }],
+                "responses": {"200": {"description": "The status document.", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/StatusDocument"}}}}},
+            }
+        },
+        "/status/{service}/{slo}": {
+            "get": {
+                "summary": "One SLO's latest evaluation",
+                "operationId": "getStatus",
+                "parameters": [
+                    {"name": "service", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "slo", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "The SLO.", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/SLOStatus"}}}},
+                    "404": {"description": "No such SLO.", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                },
+            }
+        },
+    },
+    "components": {"schemas": {
+        "StatusDocument": {
+            "type": "object",
+            "required": ["evaluated_at", "slos"],
+            "properties": {
+                "evaluated_at": {**_TIME_OR_NULL, "description": "The last cycle's instant; null before the first."},
+                "slos": {"type": "array", "items": {"$ref": "#/components/schemas/SLOStatus"}},
+            },
+        },
+        "SLOStatus": {
+            "type": "object",
+            "required": ["service", "slo", "objective", "window", "state", "sli", "error_budget", "burn_rates",
+                         "exhaustion_at", "alerts", "evaluated_at", "error"],
+            "properties": {
+                "service": {"type": "string"},
+                "slo": {"type": "string"},
+                "kind": {"type": "string", "enum": ["ratio", "latency", "throughput"]},
+                "objective": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                "window": {"type": "string", "examples": ["30d", "month"]},
+                "state": {"type": "string", "enum": ["ok", "burning", "exhausted", "no_data", "stale", "error"]},
+                "sli": {**_NUM_OR_NULL, "description": "Good over total events in the window; null without data."},
+                "error_budget": {
+                    "type": "object",
+                    "required": ["total", "consumed", "remaining"],
+                    "properties": {
+                        "total": {"type": "number", "description": "1 - objective."},
+                        "consumed": {**_NUM_OR_NULL, "description": "May exceed 1."},
+                        "remaining": {**_NUM_OR_NULL, "description": "1 - consumed."},
+                    },
+                },
+                "burn_rates": {
+                    "type": "object", "additionalProperties": _NUM_OR_NULL,
+                    "description": "Error rate over the budgeted error rate, by window name; null without events.",
+                },
+                "exhaustion_at": {**_TIME_OR_NULL, "description": "When the budget runs out at the 1h burn rate."},
+                "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                "evaluated_at": {**_TIME_OR_NULL},
+                "error": {"type": ["string", "null"]},
+            },
+        },
+        "Alert": {
+            "type": "object",
+            "required": ["alertname", "severity"],
+            "properties": {
+                "alertname": {"type": "string"},
+                "severity": {"type": "string", "examples": ["page", "ticket"]},
+                "since": {"type": "string", "format": "date-time"},
+            },
+            "additionalProperties": True,
+        },
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    }},
+}

@@ -1,0 +1,198 @@
+"""slowatch's own metrics, on an explicit registry (never prometheus_client's global one).
+
+Two kinds:
+
+* ``SLOCollector``: a custom collector that turns the latest ``DaemonView`` into SLO series at
+  scrape time. It keeps no state, so the series of an SLO removed from the spec disappear with it
+  (an ordinary labelled Gauge would export its last value forever).
+* ``SelfMetrics``: ordinary counters and gauges about the daemon itself, which the daemon updates.
+
+Metric and label names are part of the public surface (INTERFACES.md, Metrics): change none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+import slowatch
+from slowatch.core.budget import BudgetStatus, State
+from slowatch.core.conventions import SERVICE_LABEL, SEVERITY_LABEL, SLO_LABEL, WINDOW_LABEL
+from slowatch.view import DaemonView, ViewHolder
+
+STATES: tuple[State, ...] = ("ok", "burning", "exhausted", "no_data", "stale", "error")
+
+SLO_LABELS = (SERVICE_LABEL, SLO_LABEL)
+ALERT_LABELS = (SERVICE_LABEL, SLO_LABEL, "alertname", SEVERITY_LABEL)
+
+# Cycles range from milliseconds (a few SLOs on a local Prometheus) to minutes (thousands of SLOs,
+# retries against a slow server); the default buckets stop at 10 s.
+EVALUATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class SLOCollector:
+    """SLO series from ``holder.get()`` at each scrape.
+
+    Only ``service``, ``slo`` (and ``window``, ``state``, ``alertname``, ``severity`` where named)
+    are labels: the spec's own labels are left out so a label edit in a spec file does not break
+    every series into a new one (join on service/slo to get them).
+    """
+
+    def __init__(self, holder: ViewHolder) -> None:
+        self._holder = holder
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, so the registry can refuse a clash at registration time.
+        return list(_families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        view = self._holder.get()
+        fam = _families()
+        for status in view.statuses:
+            _add_status(fam, status)
+        _add_firing(fam["alert_firing"], view)
+        return list(fam.values())
+
+
+def _families() -> dict[str, GaugeMetricFamily]:
+    def g(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"slowatch_slo_{name}", doc, labels=[*SLO_LABELS, *extra])
+
+    return {
+        "objective": g("objective_ratio", "The SLO's objective as a fraction (0.999 for 99.9%)."),
+        "sli": g("sli_ratio", "Good events over total events in the SLO's window.", WINDOW_LABEL),
+        "remaining": g("error_budget_remaining_ratio",
+                       "Fraction of the window's error budget left (1 - consumed; negative once overspent)."),
+        "consumed": g("error_budget_consumed_ratio",
+                      "Fraction of the window's error budget consumed (may exceed 1)."),
+        "burn_rate": g("burn_rate", "Error rate over the budgeted error rate, per window.", WINDOW_LABEL),
+        "state": g("state", "1 for the SLO's current state, 0 for the others.", "state"),
+        "exhaustion": g("exhaustion_timestamp_seconds",
+                        "When the budget runs out at the current (1h) burn rate; absent when it does not."),
+        "alert_firing": GaugeMetricFamily(
+            "slowatch_slo_alert_firing", "1 while an alert with these labels fires.", labels=list(ALERT_LABELS)
+        ),
+    }
+
+
+def _add_status(fam: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> None:
+    slo = s.slo
+    key = [slo.service, slo.name]
+    fam["objective"].add_metric(key, slo.objective)
+    for state in STATES:
+        fam["state"].add_metric([*key, state], 1.0 if s.state == state else 0.0)
+
+    # An `error` SLO has no values (its zeros are placeholders): export none rather than a budget
+    # that looks untouched. `stale` keeps the last values on purpose, as /status does.
+    if s.state == "error":
+        return
+    if s.sli is not None:
+        fam["sli"].add_metric([*key, slo.window.name], s.sli)
+    # no_data: the budget is untouched by definition (INTERFACES.md), so 0 consumed is a fact.
+    fam["consumed"].add_metric(key, s.consumed)
+    fam["remaining"].add_metric(key, s.remaining)
+    for window, rate in s.burn_rates.items():
+        if rate is not None:
+            fam["burn_rate"].add_metric([*key, window], rate)
+    if s.exhaustion_at is not None:
+        fam["exhaustion"].add_metric(key, s.exhaustion_at.timestamp())
+
+
+def _add_firing(family: GaugeMetricFamily, view: DaemonView) -> None:
+    # Two alerts may share these four labels (page on 1h/5m and on 6h/30m): one series, not a
+    # duplicate sample, which would make the whole exposition invalid.
+    seen: set[tuple[str, ...]] = set()
+    for labels in view.firing:
+        values = tuple(labels.get(name, "") for name in ALERT_LABELS)
+        if values not in seen:
+            seen.add(values)
+            family.add_metric(list(values), 1.0)
+
+
+def _redact(url: str) -> str:
+    """``url`` without user:password, which must never end up in a label value."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class SelfMetrics:
+    """The daemon's own counters and gauges; the daemon calls the methods, tests read the registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.evaluation_duration = Histogram(
+            "slowatch_evaluation_duration_seconds", "Wall time of one evaluation cycle.",
+            buckets=EVALUATION_BUCKETS, registry=r,
+        )
+        self.evaluations = Counter(
+            "slowatch_evaluations", "Evaluation cycles, by result (success or failure).", ["result"], registry=r
+        )
+        for result in ("success", "failure"):  # both series exist from the start, so rate() works
+            self.evaluations.labels(result)
+        self.last_success = Gauge(
+            "slowatch_last_successful_evaluation_timestamp_seconds",
+            "Evaluation instant of the last successful cycle.", registry=r,
+        )
+        self.build_info = Gauge("slowatch_build_info", "Always 1; the version is a label.", ["version"], registry=r)
+        self.build_info.labels(slowatch.__version__).set(1)
+        self.queries = Counter("slowatch_queries", "Queries sent to Prometheus.", registry=r)
+        self.query_errors = Counter("slowatch_query_errors", "Queries to Prometheus that failed.", registry=r)
+        self.samples_read = Counter("slowatch_samples_read", "Samples read from Prometheus answers.", registry=r)
+        self.notifications = Counter(
+            "slowatch_alertmanager_notifications", "Alerts posted to an Alertmanager.", ["url"], registry=r
+        )
+        self.notification_errors = Counter(
+            "slowatch_alertmanager_errors", "Failed posts to an Alertmanager.", ["url"], registry=r
+        )
+        self.spec_reload_success = Gauge(
+            "slowatch_spec_reload_success", "1 if the last spec reload succeeded, 0 if it failed.", registry=r
+        )
+        self.spec_last_success = Gauge(
+            "slowatch_spec_last_reload_success_timestamp_seconds", "When the spec was last loaded.", registry=r
+        )
+
+    def observe_cycle(self, duration_s: float, ok: bool, at: datetime) -> None:
+        """One finished cycle; ``at`` is its evaluation instant (not the wall clock at its end)."""
+        self.evaluation_duration.observe(duration_s)
+        self.evaluations.labels("success" if ok else "failure").inc()
+        if ok:
+            self.last_success.set(at.timestamp())
+
+    def add_queries(self, n: int, errors: int = 0, samples: int = 0) -> None:
+        self.queries.inc(n)
+        self.query_errors.inc(errors)
+        self.samples_read.inc(samples)
+
+    def delivery(self, url: str, sent: int, errors: int = 0) -> None:
+        url = _redact(url)
+        self.notifications.labels(url).inc(sent)
+        self.notification_errors.labels(url).inc(errors)
+
+    def spec_reload(self, ok: bool, at: datetime) -> None:
+        self.spec_reload_success.set(1 if ok else 0)
+        if ok:
+            self.spec_last_success.set(at.timestamp())
+
+
+def new_registry(holder: ViewHolder, *, process: bool = True) -> tuple[CollectorRegistry, SelfMetrics]:
+    """A registry with the SLO collector and the self metrics (and, by default, the process and
+    platform collectors the global registry would have had: memory, CPU, open fds)."""
+    registry = CollectorRegistry()
+    registry.register(SLOCollector(holder))
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+    return registry, SelfMetrics(registry)
+

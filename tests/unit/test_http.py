@@ -1,0 +1,307 @@
+"""The HTTP surface, through the real waitress server on a free port, queried with requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from slowatch.adapters.http import App, Server, serve
+from slowatch.adapters.metrics import new_registry
+from slowatch.adapters.page import render_page
+from slowatch.adapters.render import slo_document, status_document
+from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate, failed
+from slowatch.core.model import SLO, RatioSLI, RollingWindow
+from slowatch.core.windows import BURN_RATE_WINDOWS
+from slowatch.view import DaemonView, ViewHolder
+
+AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+EVIL = '<script>alert("x")</script>'
+
+
+def slo(service: str, name: str, objective: float = 99.9, description: str = "") -> SLO:
+    return SLO(service, name, objective, RollingWindow(timedelta(days=30)), RatioSLI(total="t", errors="e"),
+               description=description)
+
+
+def status(s: SLO, consumed: float | None, rate: float = 0.5) -> BudgetStatus:
+    total = 1_000_000.0
+    counts = {w: EventCounts(total - total * rate * s.budget, total) for w in BURN_RATE_WINDOWS}
+    if consumed is not None:
+        counts[SLO_WINDOW] = EventCounts(total - total * consumed * s.budget, total)
+    return evaluate(s, Measurement(AT, counts))
+
+
+LOGIN = status(slo("auth", "login-availability"), 0.3)
+LATENCY = status(slo("auth", "login-latency", 99), 0.9, rate=20.0)
+CHECKOUT = status(slo("payments", "checkout", description=EVIL), 1.2)
+SEARCH = failed(slo("search", "query-latency"), AT, "error", f"bad_data: {EVIL}")
+MALICIOUS = status(slo("evil", EVIL), 0.1)
+ALERTS: Mapping[str, list[dict[str, Any]]] = {
+    LATENCY.slo.id: [{"alertname": "SLOErrorBudgetBurn", "severity": "page", "since": "2026-11-27T11:40:00Z",
+                      "labels": {"long_window": "1h", "short_window": "5m", "note": EVIL}}],
+}
+VIEW = DaemonView(
+    at=AT, statuses=(LOGIN, LATENCY, CHECKOUT, SEARCH, MALICIOUS), alerts=ALERTS, ready=True,
+    firing=({"alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "login-latency"},),
+    history={LOGIN.slo.id: [(AT - timedelta(hours=6 - h), 0.8 - 0.1 * h) for h in range(7)]},
+    spec_error=f"auth.yaml: slos[0].objective: {EVIL}",
+)
+
+
+def jsonable(doc: Any) -> Any:
+    return json.loads(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def holder() -> ViewHolder:
+    return ViewHolder(VIEW)
+
+
+@pytest.fixture(scope="module")
+def server(holder: ViewHolder) -> Iterator[Server]:
+    registry, metrics = new_registry(holder)
+    metrics.observe_cycle(0.4, True, AT)
+    srv = serve(App(holder, registry, clock=lambda: AT + timedelta(seconds=20)), "127.0.0.1", 0)
+    yield srv
+    srv.close()
+
+
+def get(server: Server, path: str, **kw: Any) -> requests.Response:
+    return requests.get(server.url + path, timeout=10, **kw)
+
+
+def test_port_zero_binds_a_free_port(server: Server) -> None:
+    assert server.port > 0
+    assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "content_type"),
+    [
+        pytest.param("/", 200, "text/html; charset=utf-8", id="the status page is html"),
+        pytest.param("/status", 200, "application/json", id="status is json"),
+        pytest.param("/status/auth/login-latency", 200, "application/json", id="one slo is json"),
+        pytest.param("/metrics", 200, "text/plain; version=0.0.4; charset=utf-8", id="metrics are prometheus text"),
+        pytest.param("/healthz", 200, "text/plain; charset=utf-8", id="healthz answers while serving"),
+        pytest.param("/readyz", 200, "text/plain; charset=utf-8", id="readyz answers once ready"),
+        pytest.param("/openapi.json", 200, "application/json", id="the openapi description is json"),
+        pytest.param("/status/auth/nope", 404, "application/json", id="an unknown slo is a json 404"),
+        pytest.param("/status/nope/login-latency", 404, "application/json", id="an unknown service is a json 404"),
+        pytest.param("/nope", 404, "application/json", id="an unknown path is a json 404"),
+        pytest.param("/status/auth", 404, "application/json", id="a service alone is no route"),
+        pytest.param("/status/auth/login-latency/x", 404, "application/json", id="a path too deep is no route"),
+        pytest.param("/status/", 404, "application/json", id="a trailing slash is no route"),
+        pytest.param("/metricsx", 404, "application/json", id="a prefix of a route is no route"),
+    ],
+)
+def test_routes(server: Server, path: str, code: int, content_type: str) -> None:
+    r = get(server, path)
+    assert (r.status_code, r.headers["Content-Type"]) == (code, content_type)
+    if code == 404:
+        assert set(r.json()) == {"error"} and r.json()["error"]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, id=f"{p} sends no caching headers")
+                                  for p in ("/", "/status", "/status/auth/login-latency", "/metrics")])
+def test_no_caching_headers(server: Server, path: str) -> None:
+    headers = get(server, path).headers
+    assert not {"Cache-Control", "ETag", "Last-Modified", "Expires"} & set(headers)
+
+
+def test_status_is_the_render_document(server: Server) -> None:
+    assert get(server, "/status").json() == jsonable(status_document(VIEW.at, VIEW.statuses, VIEW.alerts))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("?service=auth", ["auth/login-availability", "auth/login-latency"],
+                     id="a service filter keeps that service's slos in order"),
+        pytest.param("?service=auth&service=search", ["auth/login-availability", "auth/login-latency",
+                                                     "search/query-latency"], id="the filter may be repeated"),
+        pytest.param("?service=nope", [], id="an unknown service gives an empty list, not an error"),
+        pytest.param("?service=", [s.slo.id for s in VIEW.statuses], id="an empty filter is no filter"),
+        pytest.param("?other=1", [s.slo.id for s in VIEW.statuses], id="unknown parameters are ignored"),
+    ],
+)
+def test_status_service_filter(server: Server, query: str, expected: list[str]) -> None:
+    doc = get(server, "/status" + query).json()
+    assert doc["evaluated_at"] == "2026-11-27T12:00:00Z"
+    assert [f"{s['service']}/{s['slo']}" for s in doc["slos"]] == expected
+
+
+@pytest.mark.parametrize(
+    "s", [pytest.param(s, id=f"{s.slo.id} ({s.state}) is its slo_document") for s in (LOGIN, LATENCY, SEARCH)]
+)
+def test_one_slo_is_its_document(server: Server, s: BudgetStatus) -> None:
+    got = get(server, f"/status/{s.slo.service}/{s.slo.name}").json()
+    assert got == jsonable(slo_document(s, ALERTS.get(s.slo.id, ())))
+
+
+def test_a_url_encoded_name_finds_its_slo(server: Server) -> None:
+    weird = status(slo("auth", "ünïcode name"), 0.2)
+    view = DaemonView(at=AT, statuses=(weird,), ready=True)
+    app = App(ViewHolder(view), new_registry(ViewHolder(view), process=False)[0])
+    with serve(app, "127.0.0.1", 0) as srv:
+        r = get(srv, "/status/auth/%C3%BCn%C3%AFcode%20name")
+    assert r.status_code == 200 and r.json()["slo"] == "ünïcode name"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("POST", "/status", id="post to status is not allowed"),
+        pytest.param("DELETE", "/", id="delete on the page is not allowed"),
+        pytest.param("PUT", "/metrics", id="put on metrics is not allowed"),
+        pytest.param("PATCH", "/status/auth/login-latency", id="patch on an slo is not allowed"),
+    ],
+)
+def test_other_methods_are_405(server: Server, method: str, path: str) -> None:
+    r = requests.request(method, server.url + path, timeout=10)
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "GET, HEAD"
+    assert r.headers["Content-Type"] == "application/json" and "GET" in r.json()["error"]
+
+
+def test_head_answers_without_a_body(server: Server) -> None:
+    r = requests.head(server.url + "/status", timeout=10)
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_readyz_follows_the_view() -> None:
+    holder = ViewHolder()  # before the first evaluation
+    with serve(App(holder, new_registry(holder, process=False)[0]), "127.0.0.1", 0) as srv:
+        before = get(srv, "/readyz")
+        health = get(srv, "/healthz")
+        status_before = get(srv, "/status").json()
+        holder.set(VIEW)
+        after = get(srv, "/readyz")
+    assert (before.status_code, health.status_code, after.status_code) == (503, 200, 200)
+    assert health.text == "ok\n"
+    assert status_before == {"evaluated_at": None, "slos": []}
+
+
+def test_metrics_parse_and_carry_the_view(server: Server) -> None:
+    r = get(server, "/metrics")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(r.text) for s in fam.samples
+    }
+    assert samples[("slowatch_slo_objective_ratio", (("service", "auth"), ("slo", "login-latency")))] == \
+        LATENCY.slo.objective
+    assert samples[("slowatch_slo_state", (("service", "auth"), ("slo", "login-latency"), ("state", "burning")))] == 1
+    assert samples[("slowatch_slo_alert_firing", (("alertname", "SLOErrorBudgetBurn"), ("service", "auth"),
+                                                  ("severity", "page"), ("slo", "login-latency")))] == 1
+    assert samples[("slowatch_evaluations_total", (("result", "success"),))] == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "encoding", "content_type"),
+    [
+        pytest.param({"Accept-Encoding": "gzip"}, "gzip", "text/plain; version=0.0.4; charset=utf-8",
+                     id="metrics are gzipped when the scraper asks"),
+        pytest.param({"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "identity"}, None,
+                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                     id="openmetrics is negotiated"),
+    ],
+)
+def test_metrics_negotiation(server: Server, headers: dict[str, str], encoding: str | None,
+                             content_type: str) -> None:
+    r = get(server, "/metrics", headers=headers)
+    assert r.headers.get("Content-Encoding") == encoding
+    assert r.headers["Content-Type"].startswith(content_type)
+    assert "slowatch_slo_objective_ratio" in r.text
+
+
+def test_metrics_name_filter(server: Server) -> None:
+    text = get(server, "/metrics?name[]=slowatch_slo_objective_ratio").text
+    names = {fam.name for fam in text_string_to_metric_families(text)}
+    assert names == {"slowatch_slo_objective_ratio"}
+
+
+def test_openapi_describes_the_status_routes(server: Server) -> None:
+    doc = get(server, "/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {"/status", "/status/{service}/{slo}"}
+    required = set(doc["components"]["schemas"]["SLOStatus"]["required"])
+    assert required <= set(slo_document(LOGIN))
+
+
+def test_the_page_shows_every_slo_and_its_state(server: Server) -> None:
+    r = get(server, "/")
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert '<meta http-equiv="refresh" content="30">' in r.text
+    for s in (LOGIN, LATENCY, CHECKOUT, SEARCH):
+        assert f'<div class="slo">{s.slo.name}</div>' in r.text
+        assert f'id="slo-{s.slo.service}-{s.slo.name}" class="slo-row st-{s.state}"' in r.text
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        pytest.param(EVIL, id="no raw script tag anywhere on the page"),
+        pytest.param("<script", id="not even the start of one"),
+        pytest.param('alert("x")', id="quotes are escaped too"),
+    ],
+)
+def test_the_page_escapes_strings_from_specs_alerts_and_errors(server: Server, fragment: str) -> None:
+    text = get(server, "/").text
+    assert fragment not in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
+
+
+@pytest.mark.parametrize(
+    ("view", "needles"),
+    [
+        pytest.param(DaemonView(at=None), ["Waiting for the first evaluation", "not evaluated yet"],
+                     id="before the first evaluation the page says it is waiting"),
+        pytest.param(DaemonView(at=AT, ready=True), ["No SLOs are configured"],
+                     id="a daemon without slos says so"),
+        pytest.param(DaemonView(at=AT, statuses=(LOGIN,), ready=True), ["All 1 SLO within budget"],
+                     id="all slos in budget give a green verdict"),
+        pytest.param(VIEW, ["Needs attention: 1 exhausted, 1 burning, 1 error", "Spec reload failed",
+                            '<svg class="chart', "<polyline", "(3) slowatch status", "20s ago"],
+                     id="problems are named first, with charts and the spec error"),
+        pytest.param(DaemonView(at=AT - timedelta(hours=1), statuses=(LOGIN,), ready=True),
+                     ["is the daemon evaluating?"], id="an old evaluation is flagged"),
+    ],
+)
+def test_page_states(view: DaemonView, needles: list[str]) -> None:
+    text = render_page(view, now=AT + timedelta(seconds=20))
+    for needle in needles:
+        assert needle in text
+
+
+def test_a_failing_handler_is_a_json_500(server: Server) -> None:
+    class Broken(ViewHolder):
+        def get(self) -> DaemonView:
+            raise RuntimeError("boom")
+
+    holder = Broken()
+    with serve(App(holder, new_registry(holder, process=False)[0]), "127.0.0.1", 0) as srv:
+        r = get(srv, "/status")
+        health = get(srv, "/healthz")
+    assert r.status_code == 500 and "boom" in r.json()["error"]
+    assert health.status_code == 200
+
+
+def test_close_stops_the_server_and_frees_the_port() -> None:
+    holder = ViewHolder(VIEW)
+    srv = serve(App(holder, new_registry(holder, process=False)[0]), "127.0.0.1", 0)
+    session = requests.Session()  # a kept-alive connection must not keep the server up
+    assert session.get(srv.url + "/healthz", timeout=10).status_code == 200
+    srv.close()
+    srv.close()  # idempotent
+    with pytest.raises(requests.ConnectionError):
+        requests.get(srv.url + "/healthz", timeout=5)
+    with socket.socket() as sock:  # the port is free again (reuse: closed connections linger in TIME_WAIT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", srv.port))
+        sock.listen()

@@ -1,0 +1,248 @@
+"""slowatch's own metrics: the SLO collector reads the latest view, the self metrics count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import slowatch
+from slowatch.adapters.metrics import STATES, SelfMetrics, SLOCollector, new_registry
+from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate, failed
+from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow
+from slowatch.core.windows import BURN_RATE_WINDOWS
+from slowatch.view import DaemonView, ViewHolder
+
+AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def slo(name: str, objective: float = 99.9, service: str = "auth", month: bool = False) -> SLO:
+    window = CalendarWindow("month") if month else RollingWindow(timedelta(days=30))
+    return SLO(service, name, objective, window, RatioSLI(total="t", errors="e"), labels=(("team", "identity"),))
+
+
+def status(s: SLO, consumed: float | None, rates: Mapping[str, float] | None = None) -> BudgetStatus:
+    """``s`` with ``consumed`` of its budget gone in its window and burn rate ``rates`` per window."""
+    total = 1_000_000.0
+    rates = dict.fromkeys(BURN_RATE_WINDOWS, 0.5) if rates is None else rates
+    counts = {w: EventCounts(total - total * r * s.budget, total) for w, r in rates.items()}
+    if consumed is not None:
+        counts[SLO_WINDOW] = EventCounts(total - total * consumed * s.budget, total)
+    return evaluate(s, Measurement(AT, counts))
+
+
+LOGIN = status(slo("login"), 0.25, {"5m": 0.0, "30m": 0.1, "1h": 0.3, "2h": 0.2, "6h": 0.4, "1d": 0.7, "3d": 0.6})
+LATENCY = status(slo("latency", 99), 0.8, dict.fromkeys(BURN_RATE_WINDOWS, 20.0))
+CHECKOUT = status(slo("checkout", service="payments", month=True), 1.5)
+REFUNDS = status(slo("refunds", service="payments"), None, {})
+BROKEN = failed(slo("broken", service="search"), AT, "error", "bad_data: parse error")
+STALE = failed(slo("suggest", service="search"), AT, "stale", "unreachable", LOGIN)
+
+
+def collected(*statuses: BudgetStatus, firing: tuple[Mapping[str, str], ...] = ()) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(SLOCollector(ViewHolder(DaemonView(at=AT, statuses=statuses, firing=firing, ready=True))))
+    return registry
+
+
+def labels(s: BudgetStatus, **extra: str) -> dict[str, str]:
+    return {"service": s.slo.service, "slo": s.slo.name, **extra}
+
+
+@pytest.mark.parametrize(
+    ("s", "metric", "extra", "expected"),
+    [
+        pytest.param(LOGIN, "slowatch_slo_objective_ratio", {}, LOGIN.slo.objective, id="the objective is a fraction"),
+        pytest.param(LOGIN, "slowatch_slo_sli_ratio", {"window": "30d"}, LOGIN.sli,
+                     id="the sli is labelled with the slo window's name"),
+        pytest.param(CHECKOUT, "slowatch_slo_sli_ratio", {"window": "month"}, CHECKOUT.sli,
+                     id="a calendar window is named by its unit"),
+        pytest.param(LOGIN, "slowatch_slo_error_budget_consumed_ratio", {}, LOGIN.consumed,
+                     id="consumed budget equals the status"),
+        pytest.param(LOGIN, "slowatch_slo_error_budget_remaining_ratio", {}, LOGIN.remaining,
+                     id="remaining budget equals the status"),
+        pytest.param(CHECKOUT, "slowatch_slo_error_budget_remaining_ratio", {}, CHECKOUT.remaining,
+                     id="an overspent budget goes negative"),
+        pytest.param(LOGIN, "slowatch_slo_burn_rate", {"window": "1h"}, LOGIN.burn_rates["1h"],
+                     id="the 1h burn rate equals the status"),
+        pytest.param(LOGIN, "slowatch_slo_burn_rate", {"window": "30d"}, LOGIN.burn_rates["30d"],
+                     id="the burn rate over the whole window is exported too"),
+        pytest.param(LATENCY, "slowatch_slo_exhaustion_timestamp_seconds", {},
+                     LATENCY.exhaustion_at.timestamp() if LATENCY.exhaustion_at else None,
+                     id="exhaustion is a unix timestamp"),
+        pytest.param(REFUNDS, "slowatch_slo_error_budget_consumed_ratio", {}, 0.0,
+                     id="no data leaves the budget untouched"),
+        pytest.param(REFUNDS, "slowatch_slo_sli_ratio", {"window": "30d"}, None, id="no data has no sli series"),
+        pytest.param(REFUNDS, "slowatch_slo_burn_rate", {"window": "1h"}, None,
+                     id="a window without events has no burn rate series"),
+        pytest.param(BROKEN, "slowatch_slo_error_budget_remaining_ratio", {}, None,
+                     id="an slo in error exports no budget rather than an untouched one"),
+        pytest.param(BROKEN, "slowatch_slo_objective_ratio", {}, BROKEN.slo.objective,
+                     id="an slo in error keeps its objective"),
+        pytest.param(STALE, "slowatch_slo_error_budget_consumed_ratio", {}, LOGIN.consumed,
+                     id="a stale slo keeps its last values"),
+        pytest.param(CHECKOUT, "slowatch_slo_exhaustion_timestamp_seconds", {}, None,
+                     id="an exhausted budget has no exhaustion time"),
+    ],
+)
+def test_collector_values_equal_the_status(
+    s: BudgetStatus, metric: str, extra: dict[str, str], expected: float | None
+) -> None:
+    registry = collected(LOGIN, LATENCY, CHECKOUT, REFUNDS, BROKEN, STALE)
+    assert registry.get_sample_value(metric, labels(s, **extra)) == expected
+
+
+@pytest.mark.parametrize(
+    "s",
+    [pytest.param(s, id=f"{s.state} is 1 and every other state 0") for s in
+     (LOGIN, LATENCY, CHECKOUT, REFUNDS, BROKEN, STALE)],
+)
+def test_exactly_the_current_state_is_one(s: BudgetStatus) -> None:
+    registry = collected(s)
+    values = {state: registry.get_sample_value("slowatch_slo_state", labels(s, state=state)) for state in STATES}
+    assert values == {state: 1.0 if state == s.state else 0.0 for state in STATES}
+
+
+def test_the_sample_statuses_cover_every_state() -> None:
+    assert {s.state for s in (LOGIN, LATENCY, CHECKOUT, REFUNDS, BROKEN, STALE)} == set(STATES)
+
+
+def test_series_of_a_removed_slo_disappear() -> None:
+    holder = ViewHolder(DaemonView(at=AT, statuses=(LOGIN, CHECKOUT), ready=True))
+    registry, _ = new_registry(holder, process=False)
+    assert registry.get_sample_value("slowatch_slo_objective_ratio", labels(CHECKOUT)) == CHECKOUT.slo.objective
+
+    holder.set(DaemonView(at=AT, statuses=(LOGIN,), ready=True))
+
+    names = {s.name for fam in registry.collect() for s in fam.samples if s.labels.get("slo") == "checkout"}
+    assert names == set()
+    assert registry.get_sample_value("slowatch_slo_objective_ratio", labels(LOGIN)) == LOGIN.slo.objective
+
+
+def test_spec_labels_are_not_labels_of_the_series() -> None:
+    registry = collected(LOGIN)
+    label_names = {k for fam in registry.collect() for s in fam.samples for k in s.labels}
+    assert label_names == {"service", "slo", "window", "state"}
+
+
+@pytest.mark.parametrize(
+    ("firing", "expected"),
+    [
+        pytest.param(
+            ({"alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "latency",
+              "long_window": "1h", "short_window": "5m", "team": "identity"},),
+            {("auth", "latency", "SLOErrorBudgetBurn", "page"): 1.0},
+            id="a firing alert is one series with service slo alertname and severity only",
+        ),
+        pytest.param(
+            ({"alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "latency",
+              "long_window": "1h", "short_window": "5m"},
+             {"alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "latency",
+              "long_window": "6h", "short_window": "30m"}),
+            {("auth", "latency", "SLOErrorBudgetBurn", "page"): 1.0},
+            id="two page alerts on different windows make one series, not a duplicate sample",
+        ),
+        pytest.param(
+            ({"alertname": "SLOWatchEvaluationFailing", "severity": "ticket"},),
+            {("", "", "SLOWatchEvaluationFailing", "ticket"): 1.0},
+            id="the daemon's own alert has empty service and slo",
+        ),
+        pytest.param((), {}, id="nothing firing exports no series"),
+    ],
+)
+def test_firing_alerts(firing: tuple[Mapping[str, str], ...], expected: dict[tuple[str, ...], float]) -> None:
+    registry = collected(LATENCY, firing=firing)
+    got = {
+        (s.labels["service"], s.labels["slo"], s.labels["alertname"], s.labels["severity"]): s.value
+        for fam in registry.collect() if fam.name == "slowatch_slo_alert_firing" for s in fam.samples
+    }
+    assert got == expected
+
+
+def test_the_collector_describes_its_names_so_a_clash_is_refused() -> None:
+    registry = collected(LOGIN)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(SLOCollector(ViewHolder()))
+
+
+def test_an_empty_view_exports_no_slo_series() -> None:
+    registry = CollectorRegistry()
+    registry.register(SLOCollector(ViewHolder()))
+    assert [s for fam in registry.collect() for s in fam.samples] == []
+
+
+# --- self metrics -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def metrics() -> tuple[CollectorRegistry, SelfMetrics]:
+    registry = CollectorRegistry()
+    return registry, SelfMetrics(registry)
+
+
+def test_cycles_are_counted_by_result_and_timed(metrics: tuple[CollectorRegistry, SelfMetrics]) -> None:
+    registry, m = metrics
+    assert registry.get_sample_value("slowatch_evaluations_total", {"result": "failure"}) == 0.0
+    m.observe_cycle(0.3, True, AT)
+    m.observe_cycle(2.0, False, AT + timedelta(seconds=30))
+    m.observe_cycle(0.7, True, AT + timedelta(seconds=60))
+    get = registry.get_sample_value
+    assert get("slowatch_evaluations_total", {"result": "success"}) == 2.0
+    assert get("slowatch_evaluations_total", {"result": "failure"}) == 1.0
+    assert get("slowatch_evaluation_duration_seconds_count") == 3.0
+    assert get("slowatch_evaluation_duration_seconds_sum") == pytest.approx(3.0)
+    assert get("slowatch_evaluation_duration_seconds_bucket", {"le": "0.5"}) == 1.0
+    # The failed cycle at +30 s does not move the last success.
+    assert get("slowatch_last_successful_evaluation_timestamp_seconds") == (AT + timedelta(seconds=60)).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("call", "metric", "labels_", "expected"),
+    [
+        pytest.param(lambda m: m.add_queries(7, 2, 140), "slowatch_queries_total", {}, 7.0, id="queries add up"),
+        pytest.param(lambda m: m.add_queries(7, 2, 140), "slowatch_query_errors_total", {}, 2.0,
+                     id="query errors add up"),
+        pytest.param(lambda m: m.add_queries(7, 2, 140), "slowatch_samples_read_total", {}, 140.0,
+                     id="samples read add up"),
+        pytest.param(lambda m: m.delivery("http://am:9093", 3, 1), "slowatch_alertmanager_notifications_total",
+                     {"url": "http://am:9093"}, 3.0, id="notifications are counted per alertmanager"),
+        pytest.param(lambda m: m.delivery("http://am:9093", 3, 1), "slowatch_alertmanager_errors_total",
+                     {"url": "http://am:9093"}, 1.0, id="delivery errors are counted per alertmanager"),
+        pytest.param(lambda m: m.delivery("https://bob:s3cret@am.example:9093/x", 1),
+                     "slowatch_alertmanager_notifications_total", {"url": "https://am.example:9093/x"}, 1.0,
+                     id="credentials in an alertmanager url never reach a label"),
+        pytest.param(lambda m: m.spec_reload(True, AT), "slowatch_spec_reload_success", {}, 1.0,
+                     id="a good reload sets the success gauge"),
+        pytest.param(lambda m: m.spec_reload(True, AT), "slowatch_spec_last_reload_success_timestamp_seconds", {},
+                     AT.timestamp(), id="a good reload records its time"),
+        pytest.param(lambda m: (m.spec_reload(True, AT), m.spec_reload(False, AT + timedelta(minutes=1))),
+                     "slowatch_spec_reload_success", {}, 0.0, id="a failed reload clears the success gauge"),
+        pytest.param(lambda m: (m.spec_reload(True, AT), m.spec_reload(False, AT + timedelta(minutes=1))),
+                     "slowatch_spec_last_reload_success_timestamp_seconds", {}, AT.timestamp(),
+                     id="a failed reload keeps the time of the last good one"),
+        pytest.param(lambda m: None, "slowatch_build_info", {"version": slowatch.__version__}, 1.0,
+                     id="build info carries the version"),
+    ],
+)
+def test_self_metrics(
+    metrics: tuple[CollectorRegistry, SelfMetrics], call: Callable[[SelfMetrics], object], metric: str,
+    labels_: dict[str, str], expected: float,
+) -> None:
+    registry, m = metrics
+    call(m)
+    assert registry.get_sample_value(metric, labels_) == expected
+
+
+def test_registries_are_independent_and_the_global_one_is_untouched() -> None:
+    from prometheus_client import REGISTRY
+
+    holder = ViewHolder(DaemonView(at=AT, statuses=(LOGIN,), ready=True))
+    first, m1 = new_registry(holder)
+    second, _ = new_registry(holder)  # a second daemon (or test) in the process: no clash
+    m1.add_queries(5)
+    assert first.get_sample_value("slowatch_queries_total") == 5.0
+    assert second.get_sample_value("slowatch_queries_total") == 0.0
+    assert REGISTRY.get_sample_value("slowatch_queries_total") is None
+    assert first.get_sample_value("process_start_time_seconds") is not None
