@@ -1,0 +1,66 @@
+"""Real servers over the generated history, started once per session.
+
+A missing binary FAILS the tests that need it (never skips): CI must install prometheus,
+prometheus-alertmanager and victoria-metrics (Debian packages of those names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from slowatch.synth.generator import History
+from slowatch.synth.processes import (
+    ProcessError,
+    Server,
+    VictoriaMetrics,
+    create_blocks,
+    start_prometheus,
+    start_victoria_metrics,
+)
+
+T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _or_fail(start: Callable[[], T]) -> T:
+    try:
+        return start()
+    except ProcessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def blocks(history: History, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The history backfilled into Prometheus TSDB blocks (once; each Prometheus links them in)."""
+    out = tmp_path_factory.mktemp("history") / "blocks"
+    return _or_fail(lambda: create_blocks(history.series, out))
+
+
+@pytest.fixture(scope="session")
+def prometheus(blocks: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = _or_fail(lambda: start_prometheus(tmp_path_factory.mktemp("prometheus"), blocks))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics(history: History, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
+    work = tmp_path_factory.mktemp("victoria-metrics")
+    server = _or_fail(lambda: start_victoria_metrics(work))
+    try:
+        server.import_series(history.series, work)
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
