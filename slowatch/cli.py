@@ -10,7 +10,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from slowatch import __version__
@@ -128,16 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_eval)
 
     for module in COMMAND_MODULES:
-        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = getattr(
-            importlib.import_module(module), "register"
-        )
-        register(sub)
+        importlib.import_module(module).register(sub)
     return p
 
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

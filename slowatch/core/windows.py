@@ -76,13 +76,20 @@ class BurnRateAlertWindow:
         """The burn-rate threshold for an SLO whose window is ``slo_window``.
 
         factor = budget fraction * SLO window / long window: for 30d that gives the workbook's
-        14.4, 6 and 1; for other windows the same budget fraction in the same long window.
+        14.4, 6 and 1; for other windows the same budget fraction in the same long window, never
+        below ``MIN_BURN_RATE_FACTOR``.
         """
         return burn_rate_factor(self.budget_percent, slo_window, parse_duration(self.long_window))
 
 
+# A burn rate below 1 spends less than the budget over the window, so it can never break the SLO:
+# alerting on it is noise. Short SLO windows would otherwise get factors under 1 (a 7d SLO's
+# ticket row: 10% of the budget in 3d = 0.23x; a 1d SLO's page row: 2% in 1h = 0.48x).
+MIN_BURN_RATE_FACTOR = 1.0
+
+
 def burn_rate_factor(budget_percent: float, slo_window: timedelta, long_window: timedelta) -> float:
-    return (budget_percent / 100.0) * (slo_window / long_window)
+    return max(MIN_BURN_RATE_FACTOR, (budget_percent / 100.0) * (slo_window / long_window))
 
 
 # Google SRE workbook, "Alerting on SLOs", table 5-8 (recommended parameters for a 99.9% SLO

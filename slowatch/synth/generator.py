@@ -107,6 +107,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               0.9999, 1.0)),
 )
 
+# The seed's burst capacity ("500 RPS for 5 minutes, measured hourly") needs bursts to measure:
+# an hourly 5-minute load test at BURST_RPS on the gateway, in (hh:30, hh:35].
+BURST_SERVICE = "gateway"
+BURST_RPS = 560.0
+BURST_PERIOD, BURST_OFFSET, BURST_SECONDS = 3600, 1800, 300
+
+
+def in_burst(service: str, ts: int) -> bool:
+    """The sample at ``ts`` counts requests of the hourly load-test burst."""
+    return service == BURST_SERVICE and 0 < (ts - BURST_OFFSET) % BURST_PERIOD <= BURST_SECONDS
+
+
 # Per-minute gateway totals are kept off multiples of 60 so that `sum(rate(...[1m]))` never equals
 # an integer req/s exactly: at such a tie the order Prometheus sums the per-series floats in
 # would decide `>= bool`, and the truth could not.
@@ -170,8 +182,11 @@ def _check_step(step: int) -> None:
         raise ValueError(f"step must divide 60 seconds (e.g. 15, 30, 60), got {step}")
 
 
-def build_scenario(end: int, *, days: int = 31, step: int = 60, seed: int = DEFAULT_SEED) -> Scenario:
-    """The scenario of ``generate(end, ...)``: where each feature lies (see the module docstring)."""
+def build_scenario(end: int, *, days: int = 31, step: int = 60, seed: int = DEFAULT_SEED,
+                   extra_episodes: Sequence[Episode] = ()) -> Scenario:
+    """The scenario of ``generate(end, ...)``: where each feature lies (see the module docstring).
+    ``extra_episodes`` add to the built-in ones (e.g. an incident happening "now" for the daemon's
+    tests); the first episode covering a sample wins, built-in ones first."""
     _check_step(step)
     if end % step:
         raise ValueError(f"end must be a multiple of step={step}s, got {end}")
@@ -198,6 +213,7 @@ def build_scenario(end: int, *, days: int = 31, step: int = 60, seed: int = DEFA
         ep("gateway-dip", "gateway", ("/api",), at(4, "15:00"), 20, rps=150, note="20 slices < 200 req/s"),
         *(ep(f"gateway-dip-minute-{k}", "gateway", ("/api",), at(3, f"12:0{2 * k - 1}") - 60, 1, rps=190,
              note="one slice < 200 req/s") for k in (1, 2, 3)),
+        *extra_episodes,
     )
     scenario = Scenario(
         start=start, end=end, step=step, seed=seed, episodes=episodes,
@@ -389,7 +405,10 @@ def _endpoint_series(e: Endpoint, scenario: Scenario) -> list[Series]:
     for i in range(1, last + 1):
         ts = sc.start + i * sc.step
         ep = episodes.get(i)
-        rps = ep.requests_per_second if ep and ep.requests_per_second is not None else _traffic_rps(e, ts)
+        if ep and ep.requests_per_second is not None:
+            rps = ep.requests_per_second
+        else:
+            rps = BURST_RPS if in_burst(e.service, ts) else _traffic_rps(e, ts)
         noise = 1 + max(-_NOISE_CLIP, min(_NOISE_CLIP, rng.gauss(0, _NOISE)))
         total = _stochastic_round(rps * sc.step * noise, rng)
         minute_total += total
@@ -446,9 +465,10 @@ def _check_resets(series: Iterable[Series]) -> None:
                                  f"({before} -> {after}); move CounterReset.at")
 
 
-def generate(end: int, *, days: int = 31, step: int = 60, seed: int = DEFAULT_SEED) -> History:
+def generate(end: int, *, days: int = 31, step: int = 60, seed: int = DEFAULT_SEED,
+             extra_episodes: Sequence[Episode] = ()) -> History:
     """``days`` of history ending at ``end`` (unix seconds, a multiple of ``step``)."""
-    scenario = build_scenario(end, days=days, step=step, seed=seed)
+    scenario = build_scenario(end, days=days, step=step, seed=seed, extra_episodes=extra_episodes)
     series = tuple(s for e in ENDPOINTS for s in _endpoint_series(e, scenario))
     _check_resets(series)
     return History(scenario=scenario, series=series)

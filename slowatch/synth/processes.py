@@ -346,15 +346,19 @@ def create_blocks(
     work_dir: Path | None = None,
     promtool: str | None = None,
     jobs: int | None = None,
+    until: int | None = None,
 ) -> Path:
     """Backfill ``series`` into TSDB blocks in ``blocks_dir`` with ``promtool tsdb
-    create-blocks-from openmetrics``, one 2h block per input file, converted in parallel."""
+    create-blocks-from openmetrics``, one 2h block per input file, converted in parallel.
+    ``until``: only samples before it (the rest is served live, see ``slowatch.synth.live``)."""
     promtool = promtool or find_binary("promtool", env="SLOWATCH_PROMTOOL_BIN")
     work_dir = work_dir or blocks_dir.parent / f"{blocks_dir.name}.openmetrics"
     work_dir.mkdir(parents=True, exist_ok=True)
     blocks_dir.mkdir(parents=True, exist_ok=True)
     first = min(s.start for s in series)
     last = max(s.timestamp(s.last) for s in series)
+    if until is not None:
+        last = min(last, until - 1)
 
     def convert(path: Path) -> None:
         done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "-q", str(path),
@@ -367,7 +371,8 @@ def create_blocks(
         pending: list[Future[None]] = []
         for lo in _block_starts(first, last):
             path = work_dir / f"{lo}.om"
-            if write_openmetrics(series, path, lo, lo + BLOCK_SECONDS):
+            hi = lo + BLOCK_SECONDS if until is None else min(lo + BLOCK_SECONDS, until)
+            if write_openmetrics(series, path, lo, hi):
                 pending.append(pool.submit(convert, path))
             else:
                 path.unlink()

@@ -130,13 +130,15 @@ def test_bad_durations_say_what_to_write(text: str) -> None:
     [
         pytest.param(30 * DAY, {("page", "1h"): 14.4, ("page", "6h"): 6.0, ("ticket", "3d"): 1.0},
                      id="30 days gives the workbook's 14.4, 6 and 1"),
-        pytest.param(7 * DAY, {("page", "1h"): 3.36, ("page", "6h"): 1.4, ("ticket", "3d"): 7 * 24 * 0.1 / 72},
-                     id="7 days scales the factors to the same budget fractions"),
-        pytest.param(DAY, {("page", "1h"): 0.48, ("page", "6h"): 0.2},
+        pytest.param(7 * DAY, {("page", "1h"): 3.36, ("page", "6h"): 1.4, ("ticket", "3d"): 1.0},
+                     id="7 days scales the factors to the same budget fractions, never under 1x"),
+        pytest.param(DAY, {("page", "1h"): 1.0, ("page", "6h"): 1.0},
                      id="1 day drops the 3-day ticket whose window is longer than the SLO"),
     ],
 )
-def test_burn_rate_factors_are_computed_from_the_table(window: timedelta, factors: dict[tuple[str, str], float]) -> None:
+def test_burn_rate_factors_are_computed_from_the_table(
+    window: timedelta, factors: dict[tuple[str, str], float]
+) -> None:
     got = {(r.severity, r.long_window): r.factor(window) for r in alert_windows_for(window)}
     assert got == pytest.approx(factors)
     assert len(SRE_WORKBOOK_TABLE_5_8) == 3
