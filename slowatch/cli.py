@@ -74,14 +74,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from slowatch import engine
     from slowatch.adapters import render
+    from slowatch.adapters.planned import PlannedSource
     from slowatch.adapters.prometheus import PrometheusSource
     from slowatch.spec import load_specs
 
     slos = load_specs(args.paths)
     settings = _settings(args)
     at = args.at or datetime.now(UTC).replace(microsecond=0)
-    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
-                              retries=settings.query_retries)
+    source = PlannedSource(PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
+                                            retries=settings.query_retries))
     snapshot = engine.evaluate(slos, source, at, concurrency=settings.concurrency)
     if snapshot.failures and all(o.failure for o in snapshot.outcomes):
         raise snapshot.failures[0]

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,15 +28,19 @@ from slowatch import engine
 from slowatch.adapters.alertmanager import AlertmanagerClient
 from slowatch.adapters.http import App, Server, serve
 from slowatch.adapters.metrics import new_registry
+from slowatch.adapters.planned import PlannedSource
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.adapters.state import SavedState, StateStore
 from slowatch.core import alerting
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.model import SLO
-from slowatch.errors import SpecError
+from slowatch.errors import GrafanaError, SpecError
 from slowatch.settings import Settings
 from slowatch.spec import load_specs
 from slowatch.view import DaemonView, ViewHolder
+
+if TYPE_CHECKING:
+    from slowatch.adapters.grafana import GrafanaClient
 
 log = structlog.get_logger("slowatch")
 
@@ -48,6 +52,8 @@ HISTORY_SPAN = timedelta(hours=6)
 HISTORY_POINTS = 360
 # How often spec files are checked for changes (SIGHUP reloads at once).
 SPEC_POLL_SECONDS = 5.0
+# After a failed Grafana provisioning run (GrafanaClient already retried), try again this much later.
+GRAFANA_RETRY_SECONDS = 300.0
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -91,9 +97,11 @@ class Daemon:
         self.holder = ViewHolder()
         self.registry, self.metrics = new_registry(self.holder)
         self.metrics.spec_reload(True, clock())
-        self.source = PrometheusSource(
+        self.prometheus = PrometheusSource(
             settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries
         )
+        # Batched queries and the hour ledger: a cycle's cost does not grow with the window length.
+        self.source = PlannedSource(self.prometheus)
         self.store = StateStore(settings.state_dir) if settings.state_dir else None
         saved = self.store.load() if self.store else SavedState()
         self.book = saved.book
@@ -112,6 +120,12 @@ class Daemon:
         self.server: Server | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.dashboard_url = self._dashboard_url()
+        # Grafana provisioning runs on its own thread (a slow or down Grafana never delays a cycle);
+        # requests made while a run is in flight coalesce into one more run.
+        self._grafana_wanted = threading.Event()
+        self._grafana_reason = "start"
+        self._grafana_stop = threading.Event()  # the running Grafana thread's; a new one per start()
+        self._grafana_thread: threading.Thread | None = None
 
     # --- spec ---------------------------------------------------------------------------------
 
@@ -154,6 +168,7 @@ class Daemon:
         self.metrics.spec_reload(True, now)
         log.info("spec reloaded", reason=reason, slos=len(slos), added=len(ids - before), removed=len(before - ids))
         self._publish()
+        self._provision_soon(reason)
         return True
 
     def _watch_spec(self) -> None:
@@ -209,9 +224,7 @@ class Daemon:
         self._deliver(self.clock())
 
     def _deliver(self, now: datetime) -> None:
-        if not self.settings.alertmanager_urls:
-            return
-        with self._lock:
+        with self._lock:  # with no URL, deliver() reports every resolve delivered so the book empties
             report = self.alertmanager.deliver(self.book, now)
             if report.delivered:
                 self.book = alerting.forget(self.book, report.delivered)
@@ -222,7 +235,7 @@ class Daemon:
             self._delivery_seen[stats.url] = (stats.sent, stats.errors)
 
     def _count_queries(self) -> None:
-        q = self.source.stats
+        q = self.prometheus.stats
         now = (q.queries, q.errors, q.samples_read)
         before = self._queries_seen
         self.metrics.add_queries(now[0] - before[0], now[1] - before[1], now[2] - before[2])
@@ -268,6 +281,57 @@ class Daemon:
 
         return url
 
+    # --- Grafana ------------------------------------------------------------------------------
+
+    def _provision_soon(self, reason: str) -> None:
+        """Ask the Grafana thread (started by ``start()``) to provision the current spec's dashboards."""
+        if self.settings.grafana_url:
+            self._grafana_reason = reason
+            self._grafana_wanted.set()
+
+    def _grafana_loop(self, stop: threading.Event) -> None:
+        from slowatch.adapters.grafana import GrafanaClient
+
+        client = GrafanaClient(self.settings.grafana_url or "", self.settings.grafana_token)
+        retry_in: float | None = None
+        while True:
+            asked = self._grafana_wanted.wait(retry_in)
+            if stop.is_set():
+                return
+            self._grafana_wanted.clear()
+            ok = self._provision(client, self._grafana_reason if asked else "retry after a failure")
+            retry_in = None if ok else GRAFANA_RETRY_SECONDS
+
+    def _provision(self, client: GrafanaClient, reason: str) -> bool:
+        """One provisioning run (GrafanaClient retries transient failures); False when it failed,
+        logged on one line that never holds the token."""
+        from slowatch.adapters.grafana import provision
+        from slowatch.core.dashboards import build_dashboards
+
+        failed = "grafana provisioning failed; dashboards not updated"
+        try:
+            with self._lock:
+                slos = list(self.slos)
+            if self.shard is not None:
+                # The overview lists every SLO: each replica writes the whole spec's dashboards, or
+                # the shards would keep overwriting each other's overview.
+                slos = load_specs(self.paths)
+            result = provision(client, build_dashboards(slos))
+        except (GrafanaError, SpecError) as exc:  # GrafanaError messages are scrubbed of the token
+            log.error(failed, reason=reason, grafana=client.url, error=" ".join(str(exc).split()),
+                      retry_in=f"{GRAFANA_RETRY_SECONDS:g}s")
+            return False
+        except Exception as exc:  # the thread must live on for later reloads; no traceback, it may hold the token
+            token = self.settings.grafana_token.get_secret_value() if self.settings.grafana_token else ""
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            log.error(failed, reason=reason, grafana=client.url, error=error.replace(token, "***") if token else error,
+                      retry_in=f"{GRAFANA_RETRY_SECONDS:g}s")
+            return False
+        log.info("grafana dashboards provisioned", reason=reason, grafana=client.url,
+                 folder_created=result.folder_created, created=len(result.created), updated=len(result.updated),
+                 unchanged=len(result.unchanged))
+        return True
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -287,6 +351,12 @@ class Daemon:
         scheduler.add_job(self._safe(self._watch_spec), "interval", seconds=SPEC_POLL_SECONDS, id="spec")
         scheduler.start()
         self.scheduler = scheduler
+        if self.settings.grafana_url and self._grafana_thread is None:
+            self._provision_soon("start")
+            self._grafana_stop = threading.Event()
+            self._grafana_thread = threading.Thread(target=self._grafana_loop, args=(self._grafana_stop,),
+                                                    name="grafana", daemon=True)
+            self._grafana_thread.start()
         log.info("slowatch started", listen=self.server.url, prometheus=self.settings.prometheus_url,
                  slos=len(self.slos), interval=str(interval), alertmanagers=len(self.settings.alertmanager_urls),
                  state_dir=str(self.settings.state_dir) if self.settings.state_dir else None, shard=self.settings.shard)
@@ -305,6 +375,10 @@ class Daemon:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
             self.scheduler = None
+        if self._grafana_thread is not None:  # a run in flight is abandoned (daemon thread), not awaited
+            self._grafana_stop.set()
+            self._grafana_wanted.set()
+            self._grafana_thread = None
         with self._lock:
             self._save(self.clock())
         self._pool.shutdown(wait=True)
@@ -312,7 +386,7 @@ class Daemon:
             self.server.close()
             self.server = None
         self.alertmanager.close()
-        self.source.close()
+        self.prometheus.close()
         log.info("slowatch stopped")
 
     def run_forever(self) -> int:

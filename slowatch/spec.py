@@ -60,7 +60,8 @@ API_VERSION = "slowatch/v1"
 # Labels slowatch itself sets on alerts and self-metrics; a spec label of the same name would
 # silently overwrite them.
 RESERVED_LABELS = frozenset(
-    {"service", "slo", "severity", "threshold", "long_window", "short_window", "alertname", "window"}
+    {"service", "slo", "severity", "threshold", "long_window", "short_window", "alertname", "window",
+     "slowatch_source"}
 )
 SPEC_SUFFIXES = (".yaml", ".yml")
 

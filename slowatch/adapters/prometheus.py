@@ -89,15 +89,12 @@ class PrometheusSource:
         # The library types its timeout as int; requests takes the (connect, read) pair we want.
         self._client._timeout = self.timeout  # type: ignore[assignment]
 
-    def query(self, promql: str, at: datetime, *, context: str) -> list[Sample]:
-        """An instant query at ``at``; ``context`` (SLO and window) goes into every error."""
-        params: dict[str, Any] = {"time": f"{at.timestamp():.3f}"}
+    def _post(self, path: str, form: dict[str, Any], *, context: str) -> dict[str, Any]:
+        """POST a query API call; the ``data`` of a successful answer, else a typed error."""
         if self.with_stats:
-            params["stats"] = "all"
+            form = {**form, "stats": "all"}
         try:
-            response = self.session.post(
-                f"{self.url}/api/v1/query", data={"query": promql, **params}, timeout=self.timeout
-            )
+            response = self.session.post(f"{self.url}{path}", data=form, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(f"{context}: {self.url} unreachable: {_short(exc)}") from exc
@@ -113,12 +110,28 @@ class PrometheusSource:
         if response.status_code != 200 or body.get("status") != "success":
             self.stats.add(queries=1, errors=1)
             raise QueryError(f"{context}: query rejected ({response.status_code}): {body.get('error', body)}")
-        data = body.get("data", {})
+        data: dict[str, Any] = body.get("data", {})
         samples_read = int(data.get("stats", {}).get("samples", {}).get("totalQueryableSamples", 0) or 0)
         self.stats.add(queries=1, samples=samples_read)
+        return data
+
+    def query(self, promql: str, at: datetime, *, context: str) -> list[Sample]:
+        """An instant query at ``at``; ``context`` (SLO and window) goes into every error."""
+        data = self._post("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}"}, context=context)
         if data.get("resultType") != "vector":
             raise QueryError(f"{context}: expected an instant vector, got {data.get('resultType')}")
         return [Sample(labels=r.get("metric", {}), value=float(r["value"][1])) for r in data["result"]]
+
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta, *, context: str
+    ) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
+        """A range query: per series, its labels and (unix seconds, value) points."""
+        form = {"query": promql, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
+                "step": f"{step.total_seconds():g}"}
+        data = self._post("/api/v1/query_range", form, context=context)
+        if data.get("resultType") != "matrix":
+            raise QueryError(f"{context}: expected a range vector, got {data.get('resultType')}")
+        return [(r.get("metric", {}), [(round(float(t)), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
     def measure(self, slo: SLO, at: datetime) -> Measurement:
         span = window_span(slo.window, at)

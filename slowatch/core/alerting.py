@@ -37,9 +37,14 @@ EVALUATION_FAILING = "SLOWatchEvaluationFailing"
 # (INTERFACES.md, "Alerts"); burn-rate alerts take their severity from the table row.
 TICKET = "ticket"
 
+# Tells the daemon's alerts from the generated Prometheus rules' (same names and labels), so an
+# Alertmanager can route or inhibit one source and nobody is paged twice.
+SOURCE_LABEL = "slowatch_source"
+SOURCE_DAEMON = "daemon"
+
 # Labels slowatch sets itself; an SLO's own labels never override them.
 RESERVED_LABELS = frozenset(
-    {"alertname", "service", "slo", "severity", "threshold", "long_window", "short_window"}
+    {"alertname", "service", "slo", "severity", "threshold", "long_window", "short_window", SOURCE_LABEL}
 )
 
 Labels = tuple[tuple[str, str], ...]
@@ -245,6 +250,7 @@ def _plan_slo(plan: _Plan, status: BudgetStatus, dashboard_url: DashboardURL | N
 def _labels(slo: SLO, **own: str) -> Labels:
     merged = {k: v for k, v in slo.labels if k not in RESERVED_LABELS}
     merged.update(service=slo.service, slo=slo.name, **own)
+    merged[SOURCE_LABEL] = SOURCE_DAEMON
     return labels_of(merged)
 
 
@@ -259,7 +265,7 @@ def _annotations(slo: SLO, dashboard_url: DashboardURL | None, summary: str, des
 
 
 def _evaluation_failing_labels() -> Labels:
-    return labels_of({"alertname": EVALUATION_FAILING, "severity": TICKET})
+    return labels_of({"alertname": EVALUATION_FAILING, "severity": TICKET, SOURCE_LABEL: SOURCE_DAEMON})
 
 
 def _evaluation_failing_annotations() -> Labels:

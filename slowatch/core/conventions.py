@@ -46,9 +46,9 @@ LONG_WINDOW_LABEL = "long_window"
 SHORT_WINDOW_LABEL = "short_window"
 # Tells the generated alerts from the daemon's, which carry the same names and labels, so an
 # Alertmanager can route or inhibit one source.
-SOURCE_LABEL = "slowatch_source"
+SOURCE_LABEL = _alerting.SOURCE_LABEL
 SOURCE_PROMETHEUS = "prometheus"
-SOURCE_DAEMON = "daemon"
+SOURCE_DAEMON = _alerting.SOURCE_DAEMON
 
 # --- the step of the event-weighted SLO window -------------------------------------------------
 # The step rules record the events of the last STEP and run in a group whose interval is STEP;

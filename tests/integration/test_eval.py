@@ -117,8 +117,11 @@ def test_throughput_counts_good_minutes_as_slices(
     dip = history.scenario.episode("gateway-dip")
     at = dip.end + HOUR
     got = slo(eval_json(capsys, prometheus, at), "gateway", "sustained-throughput")
-    whole = history.slices(200, at - DAY, at)
-    hour = history.slices(200, at - HOUR, at)
+    # Slices in (at - W, at]: W / 1m of them (the first minute of a closed range would belong to the
+    # window before; slowatch sums adjacent ranges, so it counts each slice once).
+    whole = history.slices(200, at - DAY + 60, at)
+    hour = history.slices(200, at - HOUR + 60, at)
+    assert (whole.total, hour.total) == (1440, 60)
     assert whole.total - whole.good == 20  # the 20-minute dip, and nothing else
     assert got["sli"] == pytest.approx(whole.good / whole.total, rel=REL)
     assert got["burn_rates"]["1h"] == pytest.approx((1 - hour.good / hour.total) / 0.05, rel=REL)

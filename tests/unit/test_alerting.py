@@ -101,6 +101,7 @@ def test_budget_consumed_labels_carry_the_slo_and_its_labels() -> None:
     (alert,) = book.firing
     assert dict(alert.labels) == {
         "alertname": BUDGET_CONSUMED, "service": "auth", "slo": "login", "severity": "ticket",
+        "slowatch_source": "daemon",
         "threshold": "50", "team": "identity",
     }
     assert alert.slo_id == "auth/login"
@@ -151,7 +152,7 @@ def test_burn_alert_labels() -> None:
     book, _ = run(AlertBook(), status(burning=(PAGE_FAST,), state="burning", rate=20.0))
     (alert,) = book.firing
     assert dict(alert.labels) == {
-        "alertname": BUDGET_BURN, "service": "auth", "slo": "login", "severity": "page",
+        "alertname": BUDGET_BURN, "service": "auth", "slo": "login", "severity": "page", "slowatch_source": "daemon",
         "long_window": "1h", "short_window": "5m", "team": "identity",
     }
 
@@ -282,7 +283,7 @@ def test_forget_drops_only_the_delivered_resolves() -> None:
 def test_evaluation_failing_fires_without_slo_labels_and_resolves() -> None:
     book, changes = run(AlertBook(), failing=True)
     (alert,) = book.firing
-    assert dict(alert.labels) == {"alertname": EVALUATION_FAILING, "severity": "ticket"}
+    assert dict(alert.labels) == {"alertname": EVALUATION_FAILING, "severity": "ticket", "slowatch_source": "daemon"}
     assert alert.slo_id is None
     book, changes = run(book, failing=True, now=T0 + MINUTE)
     assert changes == []
@@ -333,6 +334,7 @@ def test_views_give_the_status_alerts_per_slo() -> None:
         "auth/login": [{
             "alertname": BUDGET_CONSUMED, "severity": "ticket", "since": "2026-11-27T12:00:00Z",
             "labels": {"alertname": BUDGET_CONSUMED, "service": "auth", "slo": "login", "severity": "ticket",
+                       "slowatch_source": "daemon",
                        "threshold": "50", "team": "identity"},
         }],
     }

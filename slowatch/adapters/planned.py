@@ -1,0 +1,136 @@
+"""The measuring side of the constant-cost plan (``slowatch.core.plan``): batched queries per
+group of SLOs sharing a shape, and the hour ledger kept in memory.
+
+One cycle costs, per group chunk, one instant query (short windows, head, tails, and for latency
+the bucket-bound check) plus, once an hour, one query for the hour that just settled. A fresh
+ledger (start, new SLOs) is filled by range queries in pieces of ``BACKFILL_PIECE``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
+from datetime import datetime, timedelta
+
+from slowatch.adapters.prometheus import PrometheusSource
+from slowatch.core.budget import Measurement
+from slowatch.core.model import SLO
+from slowatch.core.plan import (
+    HOUR,
+    Group,
+    Ledger,
+    Span,
+    assemble,
+    bound_problems,
+    check_query,
+    group_slos,
+    ledger_hours,
+    live_spans,
+    read_answer,
+    tagged_query,
+    utc,
+)
+from slowatch.core.promql import KIND_LABEL, ResultError, le_spellings
+from slowatch.errors import QueryError, SourceError
+
+# Hours per backfill range query: keeps one answer to ~CHUNK*2 series x 168 points.
+BACKFILL_PIECE = 7 * 24
+HOUR_TAG = "hour"
+
+
+class PlannedSource:
+    """Measures many SLOs per query, long windows from the hour ledger."""
+
+    def __init__(self, prometheus: PrometheusSource) -> None:
+        self.prometheus = prometheus
+        self.ledger = Ledger()
+        self._groups: tuple[tuple[SLO, ...], list[Group], list[SLO]] | None = None
+        self._lock = threading.Lock()
+
+    def _plan(self, slos: Sequence[SLO]) -> tuple[list[Group], list[SLO]]:
+        key = tuple(slos)
+        with self._lock:
+            if self._groups is None or self._groups[0] != key:
+                groups, alone = group_slos(slos)
+                self._groups = (key, groups, alone)
+                self.ledger.retain(f"{g.signature}#{i}" for g in groups for i in range(len(g.chunks())))
+            return self._groups[1], self._groups[2]
+
+    def measure_all(
+        self, slos: Sequence[SLO], at: datetime, executor: Executor
+    ) -> dict[str, Measurement | SourceError]:
+        groups, alone = self._plan(slos)
+        futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
+        for group in groups:
+            for i, chunk in enumerate(group.chunks()):
+                futures.append((chunk, executor.submit(self._measure_chunk, group, i, chunk, at)))
+        for slo in alone:
+            futures.append(((slo,), executor.submit(self._measure_alone, slo, at)))
+        out: dict[str, Measurement | SourceError] = {}
+        for chunk, future in futures:
+            try:
+                out.update(future.result())
+            except SourceError as exc:
+                out.update({s.id: exc for s in chunk})
+        return out
+
+    def _measure_alone(self, slo: SLO, at: datetime) -> dict[str, Measurement | SourceError]:
+        return {slo.id: self.prometheus.measure(slo, at)}
+
+    def _measure_chunk(
+        self, group: Group, index: int, chunk: tuple[SLO, ...], at: datetime
+    ) -> dict[str, Measurement | SourceError]:
+        context = f"{len(chunk)} SLOs ({chunk[0].id}{', ...' if len(chunk) > 1 else ''}) at={at.isoformat()}"
+        ledger = self.ledger.group(f"{group.signature}#{index}")
+        keys = group.keys(chunk)
+        role_keys = group.ledger_keys(chunk)
+        need = ledger_hours(chunk, at)
+        missing = ledger.missing(need, role_keys)
+        if missing:
+            values = self._fetch_hours(group, chunk, keys, missing, context)
+            ledger.fill(missing, values, role_keys, keep_from=need.start if need else missing.start)
+        query = tagged_query(group.roles, live_spans(chunk, at), keys)
+        if group.check:
+            query += "\n  or " + check_query(group.check, keys["good"])
+        samples = self.prometheus.query(query, at, context=context)
+        try:
+            answer = read_answer({**group.roles, **group.check}, ((s.labels, s.value) for s in samples))
+        except ResultError as exc:
+            raise QueryError(f"{context}: {exc}") from exc
+        return {
+            slo.id: assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer)) for slo in chunk
+        }
+
+    def _fetch_hours(
+        self, group: Group, chunk: Sequence[SLO], keys: Mapping[str, Sequence[tuple[str, ...]]], hours: range,
+        context: str,
+    ) -> dict[tuple[str, tuple[str, ...]], dict[int, float]]:
+        """Events of each whole hour in ``hours`` (hour ends), per ledger row, by range queries."""
+        query = tagged_query(group.roles, {HOUR_TAG: Span(HOUR)}, keys)
+        raw: dict[tuple[str, tuple[str, ...], str], dict[int, float]] = {}
+        ends = list(hours)
+        for i in range(0, len(ends), BACKFILL_PIECE):
+            piece = ends[i:i + BACKFILL_PIECE]
+            series = self.prometheus.query_range(
+                query, utc(piece[0]), utc(piece[-1]), timedelta(seconds=HOUR), context=f"{context} (hour ledger)"
+            )
+            for labels, points in series:
+                role = labels.get(KIND_LABEL, "")
+                template = group.roles.get(role)
+                if template is None:
+                    continue
+                key = tuple(labels.get(n, "") for n in template.key_labels)
+                le = labels.get("le", "") if template.le else ""
+                raw.setdefault((role, key, le), {}).update(points)
+        values: dict[tuple[str, tuple[str, ...]], dict[int, float]] = {}
+        for slo in chunk:
+            th = group.thresholds.get(slo.id)
+            for role, key in group.members[slo.id].items():
+                spellings = le_spellings(th) if th is not None and group.roles[role].le else [""]
+                row: dict[int, float] = {}
+                for spelling in spellings:
+                    for t, v in raw.get((role, key, spelling), {}).items():
+                        row[t] = row.get(t, 0.0) + v
+                values[(group.ledger_role(slo, role), key)] = row
+        return values

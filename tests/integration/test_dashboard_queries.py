@@ -1,0 +1,238 @@
+"""With a real Prometheus scraping a running slowatch over generated data, every SLO panel query
+returns data.
+
+Prometheus holds 7 days of generated history reaching the present (backfilled up to now, then
+scraped live from the generator) and scrapes the daemon's ``/metrics`` every 2 s; the daemon
+evaluates the example spec (deploy/slos: ratio, latency and throughput SLIs) every 2 s. Once a
+few cycles have been scraped, every panel target of the generated overview, of each SLO's detail
+dashboard and of the seed's performance dashboard is run the way Grafana would run it, with its
+variables replaced: an instant query, and for a range panel whose instant query is empty a range
+query over the last minute. Every empty panel is listed in the failure message.
+
+The history is generated at a 15 s step, a usual scrape interval, so that ``$__rate_interval``
+(Grafana's floor is four scrape intervals) can be ``1m`` over the raw ``http_*`` series as well as
+over slowatch's own series. No Grafana runs here (none can be installed on these machines); what
+Grafana adds on top of Prometheus' answers (transformations, value mappings) is not exercised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from slowatch.core import dashboards as dd
+from slowatch.core.model import SLO, ThroughputSLI
+from slowatch.core.windows import format_duration, parse_duration
+from slowatch.spec import load_specs
+from slowatch.synth.generator import generate
+from slowatch.synth.live import LiveExporter
+from slowatch.synth.processes import Server, create_blocks, free_port, start_prometheus
+from tests.integration.test_daemon import Daemon, wait_until
+
+EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
+STEP = 15  # seconds between generated samples
+SCRAPE_SLOWATCH = "2s"
+CYCLES = 5  # evaluation cycles Prometheus must have scraped before the queries run
+
+# What Grafana would put in place of its variables for a 1-hour view at a 15 s resolution.
+GRAFANA_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__interval_ms": "15000",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+# Label values are put into the queries as they are, so they must need no regex or string escaping.
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:/-]+$")
+
+
+@dataclass
+class World:
+    prometheus: Server
+    exporter: LiveExporter
+    daemon: Daemon
+    slos: list[SLO]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    work = tmp_path_factory.mktemp("dashboard-queries")
+    now = int(time.time()) // 60 * 60
+    # The history ends 3 h ahead so that the scenario's last-2-hours silence stays in the future.
+    history = generate(now + 3 * 3600, days=7, step=STEP)
+    # Backfilled up to the current step; the exporter serves the steps after it.
+    blocks = create_blocks(history.series, work / "blocks", until=int(time.time()) // STEP * STEP + STEP)
+    exporter = LiveExporter(history)
+    listen = f"127.0.0.1:{free_port()}"
+    prometheus = start_prometheus(work / "prometheus", blocks, scrape_configs=[
+        {"job_name": "live", "scrape_interval": "5s", "static_configs": [{"targets": [exporter.target]}]},
+        {"job_name": "slowatch", "scrape_interval": SCRAPE_SLOWATCH, "static_configs": [{"targets": [listen]}]},
+    ])
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SLOWATCH_QUERY_RETRIES": "1",
+        "SLOWATCH_QUERY_TIMEOUT": "10s",
+    }
+    daemon = Daemon(
+        args=[str(EXAMPLE), "--prometheus-url", prometheus.url, "--listen", listen, "--evaluation-interval", "2s",
+              "--log-format", "json"],
+        env=env, listen=listen, log=work / "daemon.log",
+    )
+    try:
+        daemon.start()
+        slos = load_specs([EXAMPLE])
+
+        def scraped_cycles() -> bool:
+            result = query(prometheus, f"count_over_time({dd.LAST_SUCCESS}[1m]) >= {CYCLES}", time.time())
+            return isinstance(result, list) and bool(result)
+
+        wait_until(scraped_cycles, what=f"{CYCLES} scrapes of slowatch's /metrics after successful cycles",
+                   timeout=120)
+        # Every SLO evaluated (none stale or in error) and its values scraped at least once since.
+        wait_until(lambda: all(s["state"] not in ("stale", "error") for s in daemon.status()["slos"]),
+                   what="every SLO evaluated")
+        time.sleep(2 * float(SCRAPE_SLOWATCH.rstrip("s")))
+        yield World(prometheus, exporter, daemon, slos)
+    finally:
+        daemon.stop()
+        prometheus.stop()
+        exporter.close()
+
+
+def query(prometheus: Server, expr: str, at: float, *, over: float = 0.0) -> list[dict[str, Any]] | str:
+    """The result of an instant query at ``at`` (a range query over ``(at - over, at]`` at the
+    panel resolution when ``over``), or the error Prometheus gave."""
+    if over:
+        path = "/api/v1/query_range"
+        data = {"query": expr, "start": str(at - over), "end": str(at), "step": GRAFANA_VARIABLES["__interval"]}
+    else:
+        path, data = "/api/v1/query", {"query": expr, "time": str(at)}
+    # POST, as the provisioned datasource does (httpMethod: POST): the overview's queries are long.
+    r = requests.post(prometheus.url + path, data=data, timeout=60)
+    body = r.json()
+    if body.get("status") != "success":
+        return f"error: {body.get('error', r.text[:300])}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name not in variables:
+            raise AssertionError(f"no value for Grafana variable ${name} in {expr!r}")
+        return variables[name]
+
+    return _VARIABLE.sub(value, expr)
+
+
+@dataclass(frozen=True)
+class Empty:
+    where: str
+    expr: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"- {self.where}: {self.why}\n    {' '.join(self.expr.split())}"
+
+
+def empty_panels(prometheus: Server, dashboard: dd.Dashboard, variables: dict[str, str]) -> list[Empty]:
+    """Every panel target of ``dashboard`` that returns no data (or an error)."""
+    at = time.time()
+    out = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets") or []:
+            where = f"{dashboard['title']} / {panel['title']} / {target['refId']}"
+            expr = substitute(target["expr"], {**GRAFANA_VARIABLES, **variables})
+            result = query(prometheus, expr, at)
+            if result == [] and not target.get("instant"):  # a range panel: is the last minute empty too?
+                result = query(prometheus, expr, at, over=60)
+            if isinstance(result, str):
+                out.append(Empty(where, expr, result))
+            elif not result:
+                out.append(Empty(where, expr, "empty (instant" + ("" if target.get("instant") else
+                                                                  " and last-minute range") + " query)"))
+    return out
+
+
+def targets(dashboard: dd.Dashboard) -> int:
+    return sum(len(p.get("targets") or []) for p in dashboard["panels"])
+
+
+def failure(empties: list[Empty], total: int) -> str:
+    return f"{len(empties)} of {total} panel queries return no data:\n" + "\n".join(map(str, empties))
+
+
+def test_every_overview_panel_returns_data(world: World) -> None:
+    services = sorted({s.service for s in world.slos})
+    assert all(_PLAIN.match(s) for s in services)
+    overview = dd.overview_dashboard(world.slos)
+    # The multi-value ``service`` variable with every service selected, as Grafana formats it for a regex.
+    empties = empty_panels(world.prometheus, overview, {"service": f"({'|'.join(services)})"})
+    assert not empties, failure(empties, targets(overview))
+
+
+def test_the_overviews_service_variable_lists_every_service(world: World) -> None:
+    (variable,) = dd.overview_dashboard(world.slos)["templating"]["list"]
+    match = re.fullmatch(r"label_values\((\w+), *(\w+)\)", variable["query"])
+    assert match, variable["query"]
+    metric, label = match.groups()
+    r = requests.get(f"{world.prometheus.url}/api/v1/label/{label}/values", params={"match[]": metric}, timeout=30)
+    assert sorted(r.json()["data"]) == sorted({s.service for s in world.slos})
+
+
+BURN_RATE_WINDOW = re.compile(rf'{dd.BURN_RATE}{{[^}}]*window="(\w+)"')
+
+
+def window_shorter_than_slice(slo: SLO, expr: str) -> str | None:
+    """Why ``expr`` may be empty when it reads a burn rate over a window shorter than ``slo``'s time
+    slice: such a window holds a slice only right after a slice boundary (a 5m window of hourly
+    slices: from hh:00 to hh:05), so slowatch has no burn rate for it the rest of the time."""
+    match = BURN_RATE_WINDOW.search(expr)
+    if match and isinstance(slo.sli, ThroughputSLI) and parse_duration(match[1]) < slo.sli.slice:
+        return f"the {match[1]} window is shorter than the {format_duration(slo.sli.slice)} slice"
+    return None
+
+
+def test_every_slo_detail_panel_returns_data(world: World) -> None:
+    empties: list[Empty] = []
+    total = 0
+    by_design: list[str] = []
+    for slo in world.slos:
+        assert _PLAIN.match(slo.service) and _PLAIN.match(slo.name)
+        dashboard = dd.slo_dashboard(slo)
+        total += targets(dashboard)
+        found = empty_panels(world.prometheus, dashboard, {"service": slo.service, "slo": slo.name})
+        status = world.daemon.slo(slo.service, slo.name)
+        for empty in found:
+            # "Budget runs out" is empty by design (it shows "not at this rate") while the budget is not
+            # being spent over the last hour or is spent already: exactly when /status has no exhaustion_at.
+            if empty.where.endswith("/ Budget runs out / A") and status["exhaustion_at"] is None:
+                by_design.append(f"{empty.where}: no exhaustion at the current rate ({status['state']}, 1h burn "
+                                 f"rate {status['burn_rates'].get('1h')})")
+                continue
+            why = window_shorter_than_slice(slo, empty.expr)
+            if why is not None:
+                by_design.append(f"{empty.where}: {why} (/status burn rates {status['burn_rates']})")
+                continue
+            empties.append(empty)
+    assert not empties, failure(empties, total)
+    print(f"{len(by_design)} of {total} panel queries empty by design:", *by_design, sep="\n  ")
+    # At least one SLO draws the exhaustion panel, so its query is known to work.
+    assert sum("Budget runs out" in line for line in by_design) < len(world.slos)
+
+
+def test_every_performance_panel_returns_data(world: World) -> None:
+    performance = dd.performance_dashboard()
+    empties = empty_panels(world.prometheus, performance, {})
+    assert not empties, failure(empties, targets(performance))
