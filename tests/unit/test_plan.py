@@ -1,0 +1,168 @@
+"""The constant-cost plan (core/plan.py): windows as tail + hours + head, shapes, the ledger."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import promql_parser
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI
+from slowatch.core.plan import (
+    HOUR,
+    SETTLE_SECONDS,
+    GroupLedger,
+    Span,
+    WindowPlan,
+    check_query,
+    group_slos,
+    ledger_end,
+    live_spans,
+    read_answer,
+    tagged_query,
+    window_plans,
+)
+from slowatch.core.promql import KIND_LABEL, WINDOW_LABEL
+
+DAY = 86400
+
+
+def ratio(service: str, window: timedelta = timedelta(days=30), name: str = "avail") -> SLO:
+    return SLO(service=service, name=name, objective_percent=99.9, window=RollingWindow(window),
+               sli=RatioSLI(total=f'http_requests_total{{service="{service}"}}',
+                            errors=f'http_requests_total{{service="{service}",code=~"5.."}}'))
+
+
+def latency(service: str, threshold: float) -> SLO:
+    return SLO(service=service, name=f"lat{threshold}", objective_percent=95, window=RollingWindow(timedelta(days=7)),
+               sli=LatencySLI("http_request_duration_seconds", f'{{service="{service}"}}', threshold))
+
+
+@pytest.mark.parametrize(
+    ("at", "seconds"),
+    [
+        pytest.param(1_700_000_000, 30 * DAY, id="a 30-day window at an unaligned instant"),
+        pytest.param(1_699_999_200, 30 * DAY, id="a 30-day window at a whole hour"),
+        pytest.param(1_700_000_123, DAY, id="a 1-day window"),
+        pytest.param(1_700_000_000 + 299, 3 * DAY, id="just before the last hour settles"),
+        pytest.param(1_700_000_000 + 301, 3 * DAY, id="just after the last hour settles"),
+    ],
+)
+def test_tail_hours_and_head_tile_the_window_exactly(at: int, seconds: int) -> None:
+    p = WindowPlan("w", seconds, live=False)
+    tail = p.tail(at)
+    hours = p.hours(at)
+    head = at - ledger_end(at)
+    start = at - seconds
+    # Tail covers (start, first hour start], hours cover whole hours, head covers (last hour end, at].
+    first = hours[0] - HOUR
+    assert (tail.length if tail else 0) == first - start
+    if tail:
+        assert at - tail.offset == first  # the tail ends where the first whole hour begins
+    assert all(b - a == HOUR for a, b in zip(hours, hours[1:], strict=False))
+    assert hours[-1] == ledger_end(at)
+    assert SETTLE_SECONDS <= head < HOUR + SETTLE_SECONDS
+    assert (tail.length if tail else 0) + len(hours) * HOUR + head == seconds
+
+
+def test_windows_of_a_day_or_more_come_from_the_ledger() -> None:
+    plans = {p.name: p.live for p in window_plans(ratio("a"), datetime(2026, 11, 1, tzinfo=UTC))}
+    assert plans == {"5m": True, "30m": True, "1h": True, "2h": True, "6h": True,
+                     "1d": False, "3d": False, "slo": False}
+
+
+def test_a_calendar_window_counts_from_the_period_start() -> None:
+    slo = SLO("s", "m", 99, CalendarWindow("month"), RatioSLI(total="t", errors="e"))
+    at = datetime(2026, 11, 3, 12, 30, tzinfo=UTC)
+    (whole,) = [p for p in window_plans(slo, at) if p.name == "slo"]
+    assert whole.seconds == 2 * DAY + 12 * HOUR + 30 * 60
+
+
+def test_a_cycle_reads_the_same_spans_for_a_30_day_and_a_1_day_slo() -> None:
+    at = datetime(2026, 11, 1, 12, 34, 56, tzinfo=UTC)
+    long = live_spans([ratio("a", timedelta(days=30))], at)
+    short = live_spans([ratio("a", timedelta(days=1))], at)
+    read = lambda spans: sum(s.length for s in spans.values())  # noqa: E731 - a one-line helper
+    assert read(long) <= read(short) + HOUR  # one extra tail at most: cost does not grow with W
+    assert read(long) < 16 * HOUR
+
+
+def test_slos_differing_only_in_label_values_share_one_group() -> None:
+    groups, alone = group_slos([ratio("a"), ratio("b"), ratio("c", timedelta(days=7)), latency("a", 0.2)])
+    assert alone == []
+    assert sorted(len(g.slos) for g in groups) == [1, 3]
+    (ratios,) = [g for g in groups if len(g.slos) == 3]
+    q = tagged_query(ratios.roles, {"w300": Span(300)}, ratios.keys(ratios.slos))
+    promql_parser.parse(q)
+    assert 'service=~"a|b|c"' in q
+    assert "sum by (service) (increase(" in q
+
+
+def test_raw_queries_are_measured_alone() -> None:
+    raw = SLO("s", "raw", 99, RollingWindow(timedelta(days=1)),
+              RatioSLI(total="sum(increase(t[{{.window}}]))", good="sum(increase(g[{{.window}}]))", raw=True))
+    groups, alone = group_slos([raw])
+    assert (groups, alone) == ([], [raw])
+
+
+def test_throughput_ranges_are_half_open_so_adjacent_ranges_never_share_a_slice() -> None:
+    slo = SLO("s", "tp", 99, RollingWindow(timedelta(days=1)), ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=1)))
+    (group,), _ = group_slos([slo])
+    q = tagged_query(group.roles, {"hour": Span(HOUR, 600)}, group.keys([slo]))
+    assert "[59m59s999ms:1m] offset 10m" in q
+    promql_parser.parse(q)
+
+
+def test_latency_groups_sum_by_le_and_each_slo_reads_its_own_threshold() -> None:
+    a, b = latency("a", 0.2), latency("b", 1.0)
+    (group,), _ = group_slos([a, b])
+    q = tagged_query(group.roles, {"w300": Span(300)}, group.keys(group.slos))
+    assert "sum by (service, le)" in q and 'le=~"0\\\\.2|1|1\\\\.0"' in q
+    promql_parser.parse(q + "\n  or " + check_query(group.check, group.keys(group.slos)["good"]))
+    samples = [
+        ({WINDOW_LABEL: "w300", KIND_LABEL: "good", "service": "a", "le": "0.2"}, 90.0),
+        ({WINDOW_LABEL: "w300", KIND_LABEL: "good", "service": "b", "le": "1"}, 70.0),
+        ({WINDOW_LABEL: "w300", KIND_LABEL: "good", "service": "b", "le": "1.0"}, 5.0),  # a Python client
+    ]
+    answer = read_answer(group.roles, samples)
+    assert answer.value("w300", "good", ("a",), 0.2) == 90.0
+    assert answer.value("w300", "good", ("b",), 1.0) == 75.0
+    assert group.ledger_role(a, "good") == "good@0.2" and group.ledger_role(a, "total") == "total"
+
+
+def test_the_ledger_fills_what_is_missing_and_sums_whole_hours() -> None:
+    gl = GroupLedger()
+    rk = [("total", ("a",))]
+    need = range(10 * HOUR, 20 * HOUR + 1, HOUR)
+    assert gl.missing(need, rk) == need
+    gl.fill(need, {rk[0]: {h: float(h // HOUR) for h in need}}, rk, keep_from=need[0])
+    assert gl.missing(need, rk) == range(0)
+    assert gl.total(rk[0], range(12 * HOUR, 14 * HOUR + 1, HOUR)) == 12 + 13 + 14
+    later = range(11 * HOUR, 22 * HOUR + 1, HOUR)
+    missing = gl.missing(later, rk)
+    assert list(missing) == [21 * HOUR, 22 * HOUR]
+    gl.fill(missing, {rk[0]: {21 * HOUR: 21.0}}, rk, keep_from=later[0])
+    assert (gl.first, gl.last) == (11 * HOUR, 22 * HOUR)
+    assert gl.total(rk[0], range(21 * HOUR, 22 * HOUR + 1, HOUR)) == 21.0  # an absent hour had no events
+    assert math.isnan(gl.total(rk[0], range(9 * HOUR, 12 * HOUR + 1, HOUR)))  # never guess an hour
+
+
+def test_a_new_key_in_a_group_refills_the_whole_range() -> None:
+    gl = GroupLedger()
+    need = range(HOUR, 5 * HOUR + 1, HOUR)
+    gl.fill(need, {}, [("total", ("a",))], keep_from=HOUR)
+    assert gl.missing(need, [("total", ("a",)), ("total", ("b",))]) == need
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=200), st.data())
+def test_ledger_window_sums_equal_the_sum_of_their_hours(values: list[int], data: st.DataObject) -> None:
+    gl = GroupLedger()
+    hours = range(HOUR, (len(values) + 1) * HOUR, HOUR)
+    rk = ("total", ())
+    gl.fill(hours, {rk: {h: float(v) for h, v in zip(hours, values, strict=True)}}, [rk], keep_from=HOUR)
+    i = data.draw(st.integers(min_value=0, max_value=len(values) - 1))
+    j = data.draw(st.integers(min_value=i, max_value=len(values) - 1))
+    assert gl.total(rk, hours[i:j + 1]) == sum(values[i:j + 1])
