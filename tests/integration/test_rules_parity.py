@@ -63,6 +63,7 @@ import yaml
 from slowatch.cli import main
 from slowatch.core import conventions as c
 from slowatch.core.model import SLO, RollingWindow, ThroughputSLI, nominal_length
+from slowatch.core.promql import go_float
 from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for, parse_duration
 from slowatch.spec import load_specs
 from slowatch.synth.generator import DAY, History
@@ -242,7 +243,7 @@ def daemon(prometheus: Server, instants: dict[str, int]) -> dict[str, dict[str, 
 
 
 def _series_line(labels: dict[str, str], value: str, at: int) -> str:
-    name = labels[c.__dict__.get("NAME_LABEL", "__name__")]
+    name = labels["__name__"]
     rest = ",".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
     return f"{name}{{{rest}}} {value} {at}\n"
 
@@ -413,13 +414,13 @@ def test_throughput_slo_window_counts_one_slice_fewer_than_the_daemon(
     slice_ = int(slo.sli.slice.total_seconds())
     length = int(nominal_length(slo.window).total_seconds())
     good, total = period_counts(rules, rules_prometheus, slo, at)
-    assert total == length // slice_
-    got = daemon["quiet"][slo_id]
-    boundary = instant_query(prometheus.url, f"(({slo.sli.query}) >= bool {slo.sli.minimum:g})", at - length)
+    assert good is not None and total == length // slice_
+    assert same(good / total, rules.value(rules_prometheus, c.PERIOD_SLI, labels_of(slo, slo.window.name), at))
+    # The daemon's SLI is the rules' counts plus the slice at T - W.
+    boundary = instant_query(prometheus.url, f"({slo.sli.query}) >= bool {go_float(slo.sli.minimum)}", at - length)
     assert len(boundary) == 1
-    daemon_good, daemon_total = good + float(boundary[0]["value"][1]), total + 1  # type: ignore[operator]
-    assert same(daemon_good / daemon_total, got["sli"])
-    assert same(good / total, rules.value(rules_prometheus, c.PERIOD_SLI, labels_of(slo, slo.window.name), at))  # type: ignore[operator]
+    edge = float(boundary[0]["value"][1])
+    assert same((good + edge) / (total + 1), daemon["quiet"][slo_id]["sli"])
 
 
 # --- alerts ---------------------------------------------------------------------------------------

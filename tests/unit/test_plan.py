@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,7 @@ def test_tail_hours_and_head_tile_the_window_exactly(at: int, seconds: int) -> N
     assert (tail.length if tail else 0) == first - start
     if tail:
         assert at - tail.offset == first  # the tail ends where the first whole hour begins
-    assert all(b - a == HOUR for a, b in zip(hours, hours[1:], strict=False))
+    assert all(b - a == HOUR for a, b in itertools.pairwise(hours))
     assert hours[-1] == ledger_end(at)
     assert SETTLE_SECONDS <= head < HOUR + SETTLE_SECONDS
     assert (tail.length if tail else 0) + len(hours) * HOUR + head == seconds
@@ -109,7 +110,8 @@ def test_raw_queries_are_measured_alone() -> None:
 
 
 def test_throughput_ranges_are_half_open_so_adjacent_ranges_never_share_a_slice() -> None:
-    slo = SLO("s", "tp", 99, RollingWindow(timedelta(days=1)), ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=1)))
+    slo = SLO("s", "tp", 99, RollingWindow(timedelta(days=1)),
+              ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=1)))
     (group,), _ = group_slos([slo])
     q = tagged_query(group.roles, {"hour": Span(HOUR, 600)}, group.keys([slo]))
     assert "[59m59s999ms:1m] offset 10m" in q
