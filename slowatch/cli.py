@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision")
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision", "slowatch.demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

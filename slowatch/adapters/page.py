@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 import slowatch
 from slowatch.adapters.render import AlertView, rfc3339
 from slowatch.core.budget import BudgetStatus, State
-from slowatch.core.model import nominal_length
-from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for
+from slowatch.core.model import alert_rows, nominal_length
+from slowatch.core.windows import BURN_RATE_WINDOWS
 from slowatch.view import DaemonView
 
 REFRESH_SECONDS = 30
@@ -269,7 +269,7 @@ def _thresholds(s: BudgetStatus) -> dict[str, float]:
     length = nominal_length(s.slo.window)
     out: dict[str, float] = {}
     if s.slo.alerting.burn_rate:
-        for row in alert_windows_for(length):
+        for row in alert_rows(s.slo):
             f = row.factor(length)
             for w in (row.long_window, row.short_window):
                 out[w] = min(out.get(w, math.inf), f)

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from slowatch.core.model import SLO, nominal_length, window_span
+from slowatch.core.model import SLO, alert_rows, nominal_length, window_span
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     CURRENT_BURN_WINDOW,
     BurnRateAlertWindow,
-    alert_windows_for,
 )
 
 State = Literal["ok", "burning", "exhausted", "no_data", "stale", "error"]
@@ -120,7 +119,7 @@ def evaluate(slo: SLO, m: Measurement) -> BudgetStatus:
     burning: tuple[BurnRateAlertWindow, ...] = ()
     if slo.alerting.burn_rate:
         burning = tuple(
-            row for row in alert_windows_for(nominal_length(slo.window))
+            row for row in alert_rows(slo)
             if _at_least(rates.get(row.long_window), row.factor(nominal_length(slo.window)))
             and _at_least(rates.get(row.short_window), row.factor(nominal_length(slo.window)))
         )

@@ -43,9 +43,9 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 from grafana_foundation_sdk.models import text as tm
 
-from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, ThroughputSLI, nominal_length
+from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, ThroughputSLI, alert_rows, nominal_length
 from slowatch.core.promql import event_queries, go_float, quote
-from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, alert_windows_for, format_duration
+from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, format_duration
 
 __all__ = [
     "DATASOURCE_UID",
@@ -495,7 +495,7 @@ def slo_dashboard(slo: SLO, *, datasource_uid: str = DATASOURCE_UID) -> Dashboar
     ds = _ds(datasource_uid)
     this = {"service": "$service", "slo": "$slo"}
     length = nominal_length(slo.window)
-    rows = alert_windows_for(length) if slo.alerting.burn_rate else ()
+    rows = alert_rows(slo) if slo.alerting.burn_rate else ()
     time_from, time_to = _time_range(slo)
 
     def one(metric: str, by: str = "", **extra: str) -> str:

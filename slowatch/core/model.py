@@ -7,10 +7,11 @@ knows about files, pydantic, HTTP or the clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from datetime import datetime, timedelta
 from typing import Literal
 
-from slowatch.core.windows import calendar_bounds, format_duration
+from slowatch.core.windows import BurnRateAlertWindow, alert_windows_for, calendar_bounds, format_duration
 
 CalendarUnit = Literal["month", "week"]
 
@@ -139,14 +140,21 @@ class SLO:
 
     @property
     def objective(self) -> float:
-        """The objective as a fraction, e.g. 0.999."""
-        return self.objective_percent / 100.0
+        """The objective as a fraction, e.g. 0.999 (in decimal, so 99.9 gives 0.999, not
+        0.9990000000000001)."""
+        return float(Decimal(repr(self.objective_percent)) / 100)
 
     @property
     def budget(self) -> float:
-        """The error budget as a fraction of events (or slices), e.g. 0.001."""
-        return 1.0 - self.objective
+        """The error budget as a fraction of events (or slices), e.g. 0.001 (in decimal too)."""
+        return float((100 - Decimal(repr(self.objective_percent))) / 100)
 
     @property
     def kind(self) -> str:
         return {RatioSLI: "ratio", LatencySLI: "latency", ThroughputSLI: "throughput"}[type(self.sli)]
+
+
+def alert_rows(slo: SLO) -> tuple[BurnRateAlertWindow, ...]:
+    """The burn-rate alert rows of ``slo`` (workbook table 5-8, fitted to its window and slice)."""
+    min_short = slo.sli.slice if isinstance(slo.sli, ThroughputSLI) else timedelta(0)
+    return alert_windows_for(nominal_length(slo.window), min_short)

@@ -40,12 +40,11 @@ from typing import Literal
 
 from slowatch.core import conventions as c
 from slowatch.core.alerting import RESERVED_LABELS
-from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, ThroughputSLI, nominal_length
+from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, ThroughputSLI, alert_rows, nominal_length
 from slowatch.core.promql import event_queries, go_float, quote
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     BurnRateAlertWindow,
-    alert_windows_for,
     format_duration,
     parse_duration,
 )
@@ -345,7 +344,7 @@ def alerts_group(slo: SLO) -> RuleGroup | None:
             "rules (see rules/); the daemon sends that alert.",
         )
     if slo.alerting.burn_rate:
-        rules += [burn_rate_alert(slo, row) for row in alert_windows_for(nominal_length(slo.window))]
+        rules += [burn_rate_alert(slo, row) for row in alert_rows(slo)]
     if not rules and not comment:
         return None
     return RuleGroup(c.alerts_group(slo.service, slo.name), tuple(rules), comment=comment)

@@ -28,7 +28,7 @@ import promql_parser
 
 from slowatch.core import conventions as c
 from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate
-from slowatch.core.model import SLO, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI, nominal_length
+from slowatch.core.model import SLO, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI, alert_rows, nominal_length
 from slowatch.core.promql import go_float, quote, selector_with
 from slowatch.core.rules import (
     VALUE_PERCENT,
@@ -39,7 +39,7 @@ from slowatch.core.rules import (
     selector,
     series_labels,
 )
-from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for, parse_duration
+from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
 SAMPLE_INTERVAL = "1m"
 EVALUATION_INTERVAL = c.STEP
@@ -446,7 +446,7 @@ def expected_alerts(slo: SLO, rules: Sequence[AlertingRule], counts: _Counts, t:
                 out[rule.alert].append({"exp_labels": labels, "exp_annotations": _fill(rule, value)})
         else:
             long, short = labels[c.LONG_WINDOW_LABEL], labels[c.SHORT_WINDOW_LABEL]
-            row = next(r for r in alert_windows_for(nominal_length(slo.window)) if r.long_window == long)
+            row = next(r for r in alert_rows(slo) if r.long_window == long)
             factor = row.factor(nominal_length(slo.window))
             values = [_rule_value(windows[w], budget) if w in windows and windows[w].total > 0 else None
                       for w in (long, short)]

@@ -37,9 +37,7 @@ def format_duration(d: timedelta) -> str:
     if ms <= 0:
         raise DurationError(f"duration must be positive: {d}")
     out = []
-    for unit, size in (("w", 604800000), ("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000)):
-        if unit == "w" and ms % size:  # "1w3d" reads worse than "10d"
-            continue
+    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000)):  # "7d", never "1w"
         n, ms = divmod(ms, size)
         if n:
             out.append(f"{n}{unit}")
@@ -102,10 +100,13 @@ SRE_WORKBOOK_TABLE_5_8: tuple[BurnRateAlertWindow, ...] = (
 )
 
 
-def alert_windows_for(slo_window: timedelta) -> tuple[BurnRateAlertWindow, ...]:
+def alert_windows_for(slo_window: timedelta, min_short: timedelta = timedelta(0)) -> tuple[BurnRateAlertWindow, ...]:
     """The table rows that make sense for an SLO window: a long window longer than the SLO
-    window itself would look at events outside the window, so that row is dropped."""
-    return tuple(w for w in SRE_WORKBOOK_TABLE_5_8 if parse_duration(w.long_window) <= slo_window)
+    window itself would look at events outside the window, so that row is dropped; so is a row
+    whose short window is shorter than ``min_short`` (a throughput SLO's slice: a 5m window holds
+    a 1h slice only 5 minutes an hour, and the alert would flap)."""
+    return tuple(w for w in SRE_WORKBOOK_TABLE_5_8
+                 if parse_duration(w.long_window) <= slo_window and parse_duration(w.short_window) >= min_short)
 
 
 def calendar_bounds(unit: str, timezone: str, at: datetime) -> tuple[datetime, datetime]:
