@@ -7,8 +7,8 @@ knows about files, pydantic, HTTP or the clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from slowatch.core.windows import BurnRateAlertWindow, alert_windows_for, calendar_bounds, format_duration
