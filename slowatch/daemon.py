@@ -199,7 +199,8 @@ class Daemon:
             self._save(at)
         for change in changes:
             a = change.alert
-            log.warning(f"alert {change.kind}", alertname=a.alertname, labels=dict(a.labels), since=a.starts_at)
+            log.warning(f"alert {change.kind}", alertname=a.alertname, labels=dict(a.labels),
+                        since=a.starts_at.isoformat())
         self._deliver(at)
         self._record_history(snapshot.statuses, at)
         self.ready = True
@@ -211,7 +212,7 @@ class Daemon:
         for s in snapshot.statuses:
             states[s.state] = states.get(s.state, 0) + 1
         level = log.warning if failures else log.info
-        level("evaluation finished", at=at, slos=len(slos), seconds=round(duration, 3), states=states,
+        level("evaluation finished", at=at.isoformat(), slos=len(slos), seconds=round(duration, 3), states=states,
               failures=len(failures), first_failure=str(failures[0]) if failures else None)
         return snapshot
 
