@@ -205,7 +205,8 @@ def windows_group(slo: SLO) -> RuleGroup:
         RecordingRule(c.ERROR_BUDGET, f"vector({budget_fraction(slo)})", series_labels(slo)),
     ]
     for w in BURN_RATE_WINDOWS:
-        good, total = event_counts(slo, w)
+        # Slices in (t - w, t], as the daemon counts them (a closed range holds one slice more).
+        good, total = event_counts(slo, left_open(w) if isinstance(slo.sli, ThroughputSLI) else w)
         labels = series_labels(slo, w)
         rules += [
             RecordingRule(c.EVENTS_GOOD, good, labels),

@@ -126,7 +126,7 @@ def test_a_firing_alert_is_notified_once_with_its_labels_and_annotations(
     assert n.status == "firing"
     assert n.labels == {
         "alertname": BUDGET_CONSUMED, "service": "auth", "slo": "login", "severity": "ticket",
-        "threshold": "50", "team": "identity",
+        "slowatch_source": "daemon", "threshold": "50", "team": "identity",
     }
     assert n.annotations["runbook_url"] == "https://runbooks.example/auth"
     assert n.annotations["summary"] == "auth/login has consumed 60.0% of its 30d error budget (threshold 50%)"
