@@ -105,9 +105,22 @@ def half_budget(slo: SLO) -> Scenario | None:
             return None
         counts = _Counts(_minutes(slo, scenario))
         before, after = (counts.period(t, window) for t in scenario.checks)
-        if before and after and _consumed(before, slo) < 0.48 and _consumed(after, slo) >= 0.52:
+        if (before and after and _consumed(before, slo) < 0.48 and _consumed(after, slo) >= 0.52
+                and all(_clear_of_factors(slo, counts, t) for t in scenario.checks)):
             return scenario
     return None
+
+
+def _clear_of_factors(slo: SLO, counts: _Counts, t: int) -> bool:
+    """No burn rate at minute ``t`` sits on an alert factor (where float rounding would decide)."""
+    budget, length = float(budget_fraction(slo)), nominal_length(slo.window)
+    for row in alert_rows(slo):
+        for w in (row.long_window, row.short_window):
+            c = counts.window(t, _minutes_of(w))
+            if c is not None and c.total > 0 and math.isclose(_rule_value(c, budget), row.factor(length),
+                                                              rel_tol=1e-9):
+                return False
+    return True
 
 
 def _consumed(counts: EventCounts, slo: SLO) -> float:
@@ -200,9 +213,9 @@ class _Counts:
         return EventCounts(good=total - bad, total=total)
 
     def window(self, t: int, minutes: int) -> EventCounts | None:
-        # Closed range [t - w, t]: for counters the increase since t - w, for slices the points
-        # t - w .. t (one more than w/1m, as the daemon's own query counts them).
-        return self._sum(t - minutes, t)
+        # For counters the increase since t - w (a closed range); for slices the points in
+        # (t - w, t], w/1m of them, as the daemon counts them.
+        return self._sum(t - minutes + 1, t) if self.m.slices else self._sum(t - minutes, t)
 
     def period(self, t: int, minutes: int) -> EventCounts | None:
         """Steps at every multiple of the step in (t - window, t], each left-open for slices."""

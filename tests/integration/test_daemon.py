@@ -284,7 +284,8 @@ def test_the_page_resolves_once_the_burn_stops(world: World) -> None:
     notes = world.webhook.wait_for(lambda n: bool(resolved(n, "SLOErrorBudgetBurn", **PAGE)), timeout=420)
     done = resolved(notes, "SLOErrorBudgetBurn", **PAGE)[0]
     assert done.ends_at is not None and done.ends_at.timestamp() >= world.now + 4 * 60
-    assert world.daemon.slo("auth", "login-availability")["state"] != "burning"
+    # The 1h/5m page is over (the 6h/30m page may still hold: 30 minutes hold the incident longer).
+    assert world.daemon.slo("auth", "login-availability")["burn_rates"]["5m"] < 14.4
     assert len(firing(notes, "SLOErrorBudgetBurn", **PAGE)) == 1
 
 

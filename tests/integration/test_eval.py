@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,33 @@ def test_eval_works_against_victoria_metrics(
                              incident_end)
     assert got["error_budget"]["consumed"] == pytest.approx(bad / total / 0.0005, rel=REL)
     assert got["state"] == "burning"
+
+
+@pytest.mark.parametrize(
+    ("timezone", "month_start"),
+    [
+        pytest.param("UTC", "2026-10-01T00:00:00+00:00", id="a calendar month in UTC counts from the 1st"),
+        pytest.param("Europe/Paris", "2026-09-30T22:00:00+00:00",
+                     id="a calendar month in Paris counts from its local midnight (before the history: no events)"),
+    ],
+)
+def test_calendar_month_windows_count_from_the_month_start(
+    capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, incident_end: int, tmp_path: Path,
+    timezone: str, month_start: str,
+) -> None:
+    spec = tmp_path / "month.yaml"
+    spec.write_text(
+        "apiVersion: slowatch/v1\nservice: auth\nslos:\n"
+        f"  - name: monthly\n    objective: 99.9\n    window: {{calendar: month, timezone: {timezone}}}\n"
+        "    sli:\n      ratio:\n"
+        '        errors: http_requests_total{service="auth",endpoint="/auth/login",code=~"5.."}\n'
+        '        total: http_requests_total{service="auth",endpoint="/auth/login"}\n'
+    )
+    got = eval_json(capsys, prometheus, incident_end, spec)["slos"][0]
+    start = int(datetime.fromisoformat(month_start).timestamp())
+    bad, total = ratio_truth(history, {"service": "auth", "endpoint": "/auth/login"}, start, incident_end)
+    assert got["window"] == ("month" if timezone == "UTC" else f"month/{timezone}")
+    assert got["error_budget"]["consumed"] == pytest.approx(bad / total / 0.001, rel=REL)
+    day_bad, day_total = ratio_truth(history, {"service": "auth", "endpoint": "/auth/login"},
+                                     incident_end - DAY, incident_end)
+    assert got["burn_rates"]["1d"] == pytest.approx(day_bad / day_total / 0.001, rel=REL)
