@@ -28,7 +28,7 @@ from waitress.trigger import trigger as Trigger  # noqa: N812 - the class is low
 import slowatch
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
-from slowatch.view import ViewHolder
+from slowatch.view import DaemonView, ViewHolder
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +59,32 @@ class App:
         self.registry = registry
         self.clock = clock
         self.stale_after = stale_after
+        # Rendered documents of the current view: a view never changes, so each document is
+        # serialised (and gzipped) once per cycle, not once per request.
+        self._cache: tuple[DaemonView | None, dict[tuple[str, ...], bytes]] = (None, {})
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, view: DaemonView, key: tuple[str, ...], render: Callable[[], bytes]) -> bytes:
+        with self._cache_lock:
+            if self._cache[0] is not view:
+                self._cache = (view, {})
+            store = self._cache[1]
+        body = store.get(key)
+        if body is None:
+            body = render()
+            with self._cache_lock:
+                if self._cache[0] is view:
+                    store[key] = body
+        return body
+
+    def _json_cached(self, environ: WSGIEnvironment, view: DaemonView, key: tuple[str, ...],
+                     doc: Callable[[], Any]) -> _Response:
+        plain = self._cached(view, key, lambda: json.dumps(doc(), ensure_ascii=False).encode("utf-8"))
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = self._cached(view, (*key, "gzip"), lambda: gzip.compress(plain, compresslevel=5))
+            headers = [("Content-Type", JSON), ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+            return _STATUS_TEXT[200], headers, body
+        return _STATUS_TEXT[200], [("Content-Type", JSON), ("Vary", "Accept-Encoding")], plain
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -94,23 +120,28 @@ class App:
             return fixed[path]
         parts = path.split("/")
         if len(parts) == 4 and parts[1] == "status" and parts[2] and parts[3]:
-            return lambda environ: self.one(parts[2], parts[3])
+            return lambda environ: self.one(environ, parts[2], parts[3])
         return None
 
     # --- handlers ---------------------------------------------------------------------------------
 
     def status(self, environ: WSGIEnvironment) -> _Response:
         view = self.holder.get()
-        services = parse_qs(environ.get("QUERY_STRING", "")).get("service")
-        statuses = [s for s in view.statuses if not services or s.slo.service in services]
-        return _json(200, status_document(view.at, statuses, view.alerts))
+        services = sorted(set(parse_qs(environ.get("QUERY_STRING", "")).get("service", [])))
 
-    def one(self, service: str, name: str) -> _Response:
+        def doc() -> Any:
+            statuses = [s for s in view.statuses if not services or s.slo.service in services]
+            return status_document(view.at, statuses, view.alerts)
+
+        return self._json_cached(environ, view, ("status", *services), doc)
+
+    def one(self, environ: WSGIEnvironment, service: str, name: str) -> _Response:
         view = self.holder.get()
         s = view.status(service, name)
         if s is None:
             return _json(404, {"error": f"no SLO {service}/{name}; GET /status lists them"})
-        return _json(200, slo_document(s, view.alerts.get(s.slo.id, ())))
+        return self._json_cached(environ, view, ("one", service, name),
+                                 lambda: slo_document(s, view.alerts.get(s.slo.id, ())))
 
     def metrics(self, environ: WSGIEnvironment) -> _Response:
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))

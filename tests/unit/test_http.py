@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 from collections.abc import Iterator, Mapping
@@ -305,3 +306,34 @@ def test_close_stops_the_server_and_frees_the_port() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", srv.port))
         sock.listen()
+
+
+def test_status_is_serialised_once_per_view_and_follows_a_new_one() -> None:
+    views = [DaemonView(at=datetime(2026, 11, 27, 12, tzinfo=UTC), statuses=(status(slo("auth", "a"), 0.5),),
+                        ready=True),
+             DaemonView(at=datetime(2026, 11, 27, 12, 1, tzinfo=UTC), statuses=(status(slo("auth", "a"), 0.75),),
+                        ready=True)]
+    holder = ViewHolder(views[0])
+    registry, _ = new_registry(holder, process=False)
+    app = App(holder, registry)
+    calls: list[str] = []
+    original = app._cached
+
+    def counting(view: DaemonView, key: tuple[str, ...], render: Any) -> bytes:
+        def counted() -> bytes:
+            calls.append("/".join(key))
+            body: bytes = render()
+            return body
+        return original(view, key, counted)
+
+    app._cached = counting  # type: ignore[method-assign]
+    env = {"PATH_INFO": "/status", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
+    first = [app.handle(env)[2] for _ in range(3)]
+    assert calls == ["status"] and first[0] == first[1] == first[2]
+    gz = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip, deflate"})
+    assert ("Content-Encoding", "gzip") in gz[1]
+    assert gzip.decompress(gz[2]) == first[0]
+    holder.set(views[1])
+    second = app.handle(env)[2]
+    assert json.loads(second)["slos"][0]["error_budget"]["consumed"] == 0.75
+    assert calls == ["status", "status/gzip", "status"]
