@@ -34,8 +34,9 @@ from slowatch.core.plan import (
 from slowatch.core.promql import KIND_LABEL, ResultError, le_spellings
 from slowatch.errors import QueryError, SourceError
 
-# Hours per backfill range query: keeps one answer to ~CHUNK*2 series x 168 points.
-BACKFILL_PIECE = 7 * 24
+# Hours per backfill range query, and one backfill at a time: a 10,000-SLO start fills 30 days
+# for every series, and parsing whole answers at once would hold gigabytes of JSON.
+BACKFILL_PIECE = 48
 HOUR_TAG = "hour"
 
 
@@ -47,6 +48,7 @@ class PlannedSource:
         self.ledger = Ledger()
         self._groups: tuple[tuple[SLO, ...], list[Group], list[SLO]] | None = None
         self._lock = threading.Lock()
+        self._backfill = threading.Lock()
 
     def _plan(self, slos: Sequence[SLO]) -> tuple[list[Group], list[SLO]]:
         key = tuple(slos)
@@ -88,7 +90,8 @@ class PlannedSource:
         need = ledger_hours(chunk, at)
         missing = ledger.missing(need, role_keys)
         if missing:
-            values = self._fetch_hours(group, chunk, keys, missing, context)
+            with self._backfill:
+                values = self._fetch_hours(group, chunk, keys, missing, context)
             ledger.fill(missing, values, role_keys, keep_from=need.start if need else missing.start)
         query = tagged_query(group.roles, live_spans(chunk, at), keys)
         if group.check:

@@ -359,19 +359,18 @@ def read_answer(
 @dataclass
 class GroupLedger:
     """Events per whole hour for every (role, key) of one group, over one contiguous range of hour
-    ends ``first .. last``: ``cumulative[rk][i]`` is the sum of the first ``i`` hours, so any
-    window's whole hours cost one subtraction."""
+    ends ``first .. last``, kept as running sums only (8 bytes an hour): ``cumulative[rk][i]`` is
+    the sum of the first ``i`` hours, so any window's whole hours cost one subtraction."""
 
     first: int = 0
     last: int = -1
     cumulative: dict[tuple[str, Key], array[float]] = field(default_factory=dict)
-    hours: dict[tuple[str, Key], array[float]] = field(default_factory=dict)
 
     def missing(self, need: range, role_keys: Iterable[tuple[str, Key]]) -> range:
         """Hour ends to fetch so that ``need`` is covered for every (role, key)."""
         if not need:
             return range(0)
-        if self.last < self.first or any(rk not in self.hours for rk in role_keys):
+        if self.last < self.first or any(rk not in self.cumulative for rk in role_keys):
             return need
         lo = need[0] if need[0] < self.first else None
         hi = need[-1] if need[-1] > self.last else None
@@ -386,31 +385,28 @@ class GroupLedger:
         """Merge the hours of ``fetched`` (absent samples: no events) and drop hours ending before
         ``keep_from``; the covered range stays contiguous."""
         role_keys = list(role_keys)
-        joins = self.last >= self.first and all(rk in self.hours for rk in role_keys) and (
+        joins = self.last >= self.first and all(rk in self.cumulative for rk in role_keys) and (
             fetched[0] <= self.last + HOUR and fetched[-1] >= self.first - HOUR)
         first = min(fetched[0], self.first) if joins else fetched[0]
         last = max(fetched[-1], self.last) if joins else fetched[-1]
         first = max(first, min(keep_from, last + HOUR))
         n = max(0, (last - first) // HOUR + 1)
+        cumulative: dict[tuple[str, Key], array[float]] = {}
         for rk in role_keys:
-            old = self.hours.get(rk) if joins else None
+            old = self.cumulative.get(rk) if joins else None
             got = values.get(rk, {})
-            row = array("d", bytes(8 * n))
-            for i in range(n):
-                end = first + i * HOUR
-                if end in fetched:
-                    row[i] = got.get(end, 0.0)
-                elif old is not None:
-                    row[i] = old[(end - self.first) // HOUR]
-            self.hours[rk] = row
             cum = array("d", bytes(8 * (n + 1)))
             acc = 0.0
             for i in range(n):
-                acc += row[i]
+                end = first + i * HOUR
+                if end in fetched:
+                    acc += got.get(end, 0.0)
+                elif old is not None:
+                    j = (end - self.first) // HOUR
+                    acc += old[j + 1] - old[j]
                 cum[i + 1] = acc
-            self.cumulative[rk] = cum
-        for rk in [rk for rk in self.hours if rk not in set(role_keys)]:
-            del self.hours[rk], self.cumulative[rk]
+            cumulative[rk] = cum
+        self.cumulative = cumulative  # rows no SLO reads any more are dropped here
         self.first, self.last = first, last
 
     def total(self, rk: tuple[str, Key], hours: range) -> float:
