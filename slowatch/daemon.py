@@ -271,11 +271,10 @@ class Daemon:
     def _dashboard_url(self) -> alerting.DashboardURL | None:
         if not self.settings.grafana_url:
             return None
-        try:
-            from slowatch.core.dashboards import dashboard_url
-        except ImportError:  # dashboards not built into this version
-            return None
-        base = self.settings.grafana_url
+        from slowatch.adapters.urls import redact
+        from slowatch.core.dashboards import dashboard_url
+
+        base = redact(self.settings.grafana_url)  # alerts travel far: never with a password in them
 
         def url(slo: SLO) -> str | None:
             return dashboard_url(base, slo)

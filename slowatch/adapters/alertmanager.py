@@ -26,12 +26,13 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 import structlog
 
 import slowatch
+from slowatch.adapters.urls import redact
 from slowatch.core.alerting import Alert, AlertBook
 
 API_PATH = "/api/v2/alerts"
@@ -131,7 +132,7 @@ class AlertmanagerClient:
         """
         if resend_interval <= timedelta(0):
             raise ValueError("resend_interval must be positive")
-        self._urls = {_redact(u): u.rstrip("/") for u in urls}  # credentials only in the request URL
+        self._urls = {redact(u): u.rstrip("/") for u in urls}  # credentials only in the request URL
         pending = pending or {}
         self._targets = {key: _Target(key, pending.get(key, ())) for key in self._urls}
         # Resolved alerts already queued for every URL (so one is queued once, not on every call).
@@ -253,16 +254,3 @@ def _rfc3339(t: datetime) -> str:
     # Full precision: Alertmanager parses RFC 3339 with fractions, and the exact startsAt is the
     # alert's identity across restarts.
     return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _redact(url: str) -> str:
-    """``url`` without user:password (for logs, metrics labels and the state file)."""
-    url = url.rstrip("/")
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc))

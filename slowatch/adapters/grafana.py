@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 from pydantic import SecretStr
 
+from slowatch.adapters.urls import redact
 from slowatch.core.dashboards import FOLDER_TITLE, FOLDER_UID, Dashboard
 from slowatch.errors import GrafanaError
 
@@ -67,7 +68,7 @@ class GrafanaClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._base = url.rstrip("/")
-        self._shown_url = _without_userinfo(self._base)
+        self._shown_url = redact(self._base)
         self._session = session or requests.Session()
         self._timeout = timeout
         self._retries = retries
@@ -231,13 +232,3 @@ def _message(resp: requests.Response) -> str:
     """Grafana's own ``message`` (short, and what its UI shows), never the whole body."""
     text = _json(resp).get("message")
     return " ".join(str(text).split())[:300] if text else ""
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))

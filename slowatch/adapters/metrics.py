@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -22,6 +21,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import slowatch
+from slowatch.adapters.urls import redact
 from slowatch.core.budget import BudgetStatus, State
 from slowatch.core.conventions import SERVICE_LABEL, SEVERITY_LABEL, SLO_LABEL, WINDOW_LABEL
 from slowatch.view import DaemonView, ViewHolder
@@ -115,17 +115,6 @@ def _add_firing(family: GaugeMetricFamily, view: DaemonView) -> None:
             family.add_metric(list(values), 1.0)
 
 
-def _redact(url: str) -> str:
-    """``url`` without user:password, which must never end up in a label value."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc))
-
 
 class SelfMetrics:
     """The daemon's own counters and gauges; the daemon calls the methods, tests read the registry."""
@@ -176,7 +165,7 @@ class SelfMetrics:
         self.samples_read.inc(samples)
 
     def delivery(self, url: str, sent: int, errors: int = 0) -> None:
-        url = _redact(url)
+        url = redact(url)
         self.notifications.labels(url).inc(sent)
         self.notification_errors.labels(url).inc(errors)
 
