@@ -61,7 +61,7 @@ API_VERSION = "slowatch/v1"
 # silently overwrite them.
 RESERVED_LABELS = frozenset(
     {"service", "slo", "severity", "threshold", "long_window", "short_window", "alertname", "window",
-     "slowatch_source"}
+     "state", "slowatch_source"}
 )
 SPEC_SUFFIXES = (".yaml", ".yml")
 

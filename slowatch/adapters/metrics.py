@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
 
 import slowatch
 from slowatch.adapters.urls import redact
@@ -29,6 +30,8 @@ from slowatch.view import DaemonView, ViewHolder
 STATES: tuple[State, ...] = ("ok", "burning", "exhausted", "no_data", "stale", "error")
 
 SLO_LABELS = (SERVICE_LABEL, SLO_LABEL)
+# Labels slowatch sets on SLO series; a spec label of the same name never overrides them.
+_OWN_LABELS = frozenset({*SLO_LABELS, WINDOW_LABEL, "state", "alertname", SEVERITY_LABEL})
 ALERT_LABELS = (SERVICE_LABEL, SLO_LABEL, "alertname", SEVERITY_LABEL)
 
 # Cycles range from milliseconds (a few SLOs on a local Prometheus) to minutes (thousands of SLOs,
@@ -81,27 +84,42 @@ def _families() -> dict[str, GaugeMetricFamily]:
     }
 
 
-def _add_status(fam: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> None:
+class _WithSpecLabels:
+    """Adds samples with the SLO's own spec labels after slowatch's (INTERFACES.md: the spec's
+    ``labels`` are copied onto metrics), so ``{team="identity"}`` selects a team's SLOs."""
+
+    def __init__(self, fam: Mapping[str, GaugeMetricFamily], slo_labels: Mapping[str, str]) -> None:
+        self.fam = fam
+        self.extra = dict(slo_labels)
+
+    def add_metric(self, family: str, values: list[str], value: float) -> None:
+        f = self.fam[family]
+        labels = {**self.extra, **dict(zip(f._labelnames, values, strict=True))}
+        f.samples.append(Sample(f.name, labels, value, None))
+
+
+def _add_status(families: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> None:
     slo = s.slo
     key = [slo.service, slo.name]
-    fam["objective"].add_metric(key, slo.objective)
+    fam = _WithSpecLabels(families, {k: v for k, v in slo.labels if k not in _OWN_LABELS})
+    fam.add_metric("objective", key, slo.objective)
     for state in STATES:
-        fam["state"].add_metric([*key, state], 1.0 if s.state == state else 0.0)
+        fam.add_metric("state", [*key, state], 1.0 if s.state == state else 0.0)
 
     # An `error` SLO has no values (its zeros are placeholders): export none rather than a budget
     # that looks untouched. `stale` keeps the last values on purpose, as /status does.
     if s.state == "error":
         return
     if s.sli is not None:
-        fam["sli"].add_metric([*key, slo.window.name], s.sli)
+        fam.add_metric("sli", [*key, slo.window.name], s.sli)
     # no_data: the budget is untouched by definition (INTERFACES.md), so 0 consumed is a fact.
-    fam["consumed"].add_metric(key, s.consumed)
-    fam["remaining"].add_metric(key, s.remaining)
+    fam.add_metric("consumed", key, s.consumed)
+    fam.add_metric("remaining", key, s.remaining)
     for window, rate in s.burn_rates.items():
         if rate is not None:
-            fam["burn_rate"].add_metric([*key, window], rate)
+            fam.add_metric("burn_rate", [*key, window], rate)
     if s.exhaustion_at is not None:
-        fam["exhaustion"].add_metric(key, s.exhaustion_at.timestamp())
+        fam.add_metric("exhaustion", key, s.exhaustion_at.timestamp())
 
 
 def _add_firing(family: GaugeMetricFamily, view: DaemonView) -> None:

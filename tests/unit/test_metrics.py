@@ -48,7 +48,8 @@ def collected(*statuses: BudgetStatus, firing: tuple[Mapping[str, str], ...] = (
 
 
 def labels(s: BudgetStatus, **extra: str) -> dict[str, str]:
-    return {"service": s.slo.service, "slo": s.slo.name, **extra}
+    """An SLO series' labels: the spec's own labels (INTERFACES.md copies them onto metrics)."""
+    return {**dict(s.slo.labels), "service": s.slo.service, "slo": s.slo.name, **extra}
 
 
 @pytest.mark.parametrize(
@@ -121,10 +122,18 @@ def test_series_of_a_removed_slo_disappear() -> None:
     assert registry.get_sample_value("slowatch_slo_objective_ratio", labels(LOGIN)) == LOGIN.slo.objective
 
 
-def test_spec_labels_are_not_labels_of_the_series() -> None:
+def test_spec_labels_are_copied_onto_every_slo_series() -> None:
     registry = collected(LOGIN)
-    label_names = {k for fam in registry.collect() for s in fam.samples for k in s.labels}
-    assert label_names == {"service", "slo", "window", "state"}
+    samples = [s for fam in registry.collect() for s in fam.samples]
+    assert samples and all(s.labels.get("team") == "identity" for s in samples)
+    assert {k for s in samples for k in s.labels} == {"service", "slo", "window", "state", "team"}
+
+
+def test_a_spec_label_never_overrides_slowatchs_own() -> None:
+    clash = SLO("auth", "clash", 99.9, RollingWindow(timedelta(days=30)), RatioSLI(total="t", errors="e"),
+                labels=(("service", "other"), ("window", "x")))
+    registry = collected(status(clash, 0.1))
+    assert registry.get_sample_value("slowatch_slo_objective_ratio", {"service": "auth", "slo": "clash"}) == 0.999
 
 
 @pytest.mark.parametrize(
