@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,10 +84,14 @@ class CodeWatch:
     def __init__(self) -> None:
         self.commit, self.fingerprint = git_commit(), code_fingerprint()
 
-    def report(self) -> dict[str, Any]:
+    def report(self, measured: Collection[str] = ()) -> dict[str, Any]:
+        """``measured``: the fingerprints the measuring processes recorded when they started; when
+        given, only their disagreement counts as a change (an edit after the last one started is
+        not part of any measurement)."""
         now_commit, now = git_commit(), code_fingerprint()
+        changed = len(set(measured)) > 1 if measured else now != self.fingerprint
         return {"commit_at_start": self.commit, "code_at_start": self.fingerprint, "commit_at_end": now_commit,
-                "code_at_end": now, "code_changed_during_run": now != self.fingerprint}
+                "code_at_end": now, "code_measured": sorted(set(measured)), "code_changed_during_run": changed}
 
 
 def machine() -> dict[str, Any]:
@@ -127,15 +131,17 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(out)
 
 
-def write_results(name: str, data: dict[str, Any], body_md: str, title: str, code: CodeWatch) -> tuple[Path, Path]:
+def write_results(name: str, data: dict[str, Any], body_md: str, title: str, code: CodeWatch,
+                  measured: Collection[str] = ()) -> tuple[Path, Path]:
     """``bench/results/<name>.json`` (machine + data) and ``<name>.md`` (machine + body)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    info = {**machine(), **code.report()}
+    info = {**machine(), **code.report(measured)}
     json_path, md_path = RESULTS_DIR / f"{name}.json", RESULTS_DIR / f"{name}.md"
     json_path.write_text(json.dumps({"benchmark": name, "machine": info, **data}, indent=2) + "\n")
     head = md_table(["machine", ""], [
         ["date", info["date"]], ["git commit", info["commit_at_start"]],
-        ["slowatch/ source hash", info["code_at_start"]], ["nproc", info["nproc"]],
+        ["slowatch/ source hash", ", ".join(info["code_measured"]) or info["code_at_start"]],
+        ["nproc", info["nproc"]],
         ["cpu", info["cpu"]], ["memory", f"{info['memory_gib']} GiB"], ["python", info["python"]],
         ["prometheus", info["prometheus"]],
     ])

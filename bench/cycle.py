@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                  "samples": data.series * data.samples_per_series, "end": data.end, "seed": data.seed},
         "prometheus_compactions_during_benchmark": compactions,
         "configurations": rows,
-    }, report(rows, data, notes), "bench.cycle: one evaluation cycle", code)
+    }, report(rows, data, notes), "bench.cycle: one evaluation cycle", code,
+        measured=[r["code"]["fingerprint"] for r in rows])
     return 0
 
 

@@ -36,6 +36,7 @@ from bench.common import (
     Child,
     CodeWatch,
     bounded,
+    code_fingerprint,
     cpu_seconds,
     log,
     machine_busy,
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             log_path = work / "daemon.log"
+            daemon_code = [code_fingerprint()]  # what `slowatch run` imports as it starts
             with log_path.open("wb") as log_file:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "slowatch", "run", str(spec), "--prometheus-url", server.url,
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             daemon = Child(process)
             wait_http(f"{url}/readyz", 600, "slowatch run: first cycle", daemon)
+            daemon_code.append(code_fingerprint())
             body = requests.get(f"{url}/status", timeout=30)
             status_bytes = len(body.content)
             slos_served = len(body.json().get("slos", []))
@@ -295,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "cycles_during_wrk": during, "cycles_all": all_cycles,
         "states_after": states, "fixed_rate": rate_result,
     }
-    write_results("status_load", result, report(result), "bench.status_load: /status under load", code)
+    write_results("status_load", result, report(result), "bench.status_load: /status under load", code,
+                  measured=daemon_code)
     return 0
 
 

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "slos": slos, "windows": [w for w, _ in WINDOWS], "at": at, "slo_generator_version": version,
         "summary": summary, "slowatch": runs, "slo_generator": sg, "agreement": agreement,
     }, report(summary, agreement, version), "bench.vs_slo_generator: slowatch vs slo-generator",
-       code)
+       code, measured=[r["code"]["fingerprint"] for r in runs.values()])
     return 0
 
 
