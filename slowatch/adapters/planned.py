@@ -9,6 +9,7 @@ ledger (start, new SLOs) is filled by range queries in pieces of ``BACKFILL_PIEC
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from datetime import datetime, timedelta
@@ -108,10 +109,23 @@ class PlannedSource:
     def _fetch_hours(
         self, group: Group, chunk: Sequence[SLO], keys: Mapping[str, Sequence[tuple[str, ...]]], hours: range,
         context: str,
-    ) -> dict[tuple[str, tuple[str, ...]], dict[int, float]]:
-        """Events of each whole hour in ``hours`` (hour ends), per ledger row, by range queries."""
+    ) -> dict[tuple[str, tuple[str, ...]], array[float]]:
+        """Events of each whole hour in ``hours`` (hour ends), per ledger row, by range queries:
+        ``values[row][i]`` counts the hour ending at ``hours[i]``. Each answer is folded into the
+        rows as it arrives, so a large backfill holds one piece of JSON at a time."""
+        # Which ledger rows each answered series adds to (latency: every spelling of a threshold).
+        targets: dict[tuple[str, tuple[str, ...], str], list[tuple[str, tuple[str, ...]]]] = {}
+        for slo in chunk:
+            th = group.thresholds.get(slo.id)
+            for role, key in group.members[slo.id].items():
+                spellings = le_spellings(th) if th is not None and group.roles[role].le else [""]
+                row_key = (group.ledger_role(slo, role), key)
+                for spelling in spellings:
+                    rows = targets.setdefault((role, key, spelling), [])
+                    if row_key not in rows:
+                        rows.append(row_key)
+        values = {rk: array("d", bytes(8 * len(hours))) for rks in targets.values() for rk in rks}
         query = tagged_query(group.roles, {HOUR_TAG: Span(HOUR)}, keys)
-        raw: dict[tuple[str, tuple[str, ...], str], dict[int, float]] = {}
         ends = list(hours)
         for i in range(0, len(ends), BACKFILL_PIECE):
             piece = ends[i:i + BACKFILL_PIECE]
@@ -124,16 +138,9 @@ class PlannedSource:
                 if template is None:
                     continue
                 key = tuple(labels.get(n, "") for n in template.key_labels)
-                le = labels.get("le", "") if template.le else ""
-                raw.setdefault((role, key, le), {}).update(points)
-        values: dict[tuple[str, tuple[str, ...]], dict[int, float]] = {}
-        for slo in chunk:
-            th = group.thresholds.get(slo.id)
-            for role, key in group.members[slo.id].items():
-                spellings = le_spellings(th) if th is not None and group.roles[role].le else [""]
-                row: dict[int, float] = {}
-                for spelling in spellings:
-                    for t, v in raw.get((role, key, spelling), {}).items():
-                        row[t] = row.get(t, 0.0) + v
-                values[(group.ledger_role(slo, role), key)] = row
+                for rk in targets.get((role, key, labels.get("le", "") if template.le else ""), ()):
+                    row = values[rk]
+                    for t, v in points:
+                        if t in hours:
+                            row[(t - hours[0]) // HOUR] += v
         return values

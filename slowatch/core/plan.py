@@ -380,10 +380,11 @@ class GroupLedger:
         stop = (hi if hi is not None else self.first - HOUR) + HOUR
         return range(start, stop, HOUR)
 
-    def fill(self, fetched: range, values: Mapping[tuple[str, Key], Mapping[int, float]],
+    def fill(self, fetched: range, values: Mapping[tuple[str, Key], Sequence[float]],
              role_keys: Iterable[tuple[str, Key]], keep_from: int) -> None:
-        """Merge the hours of ``fetched`` (absent samples: no events) and drop hours ending before
-        ``keep_from``; the covered range stays contiguous."""
+        """Merge the hours of ``fetched`` (``values[rk][i]``: the hour ending at ``fetched[i]``; a
+        missing row had no events) and drop hours ending before ``keep_from``; the covered range
+        stays contiguous."""
         role_keys = list(role_keys)
         joins = self.last >= self.first and all(rk in self.cumulative for rk in role_keys) and (
             fetched[0] <= self.last + HOUR and fetched[-1] >= self.first - HOUR)
@@ -394,13 +395,13 @@ class GroupLedger:
         cumulative: dict[tuple[str, Key], array[float]] = {}
         for rk in role_keys:
             old = self.cumulative.get(rk) if joins else None
-            got = values.get(rk, {})
+            got = values.get(rk)
             cum = array("d", bytes(8 * (n + 1)))
             acc = 0.0
             for i in range(n):
                 end = first + i * HOUR
                 if end in fetched:
-                    acc += got.get(end, 0.0)
+                    acc += got[(end - fetched[0]) // HOUR] if got is not None else 0.0
                 elif old is not None:
                     j = (end - self.first) // HOUR
                     acc += old[j + 1] - old[j]

@@ -140,15 +140,15 @@ def test_the_ledger_fills_what_is_missing_and_sums_whole_hours() -> None:
     rk = [("total", ("a",))]
     need = range(10 * HOUR, 20 * HOUR + 1, HOUR)
     assert gl.missing(need, rk) == need
-    gl.fill(need, {rk[0]: {h: float(h // HOUR) for h in need}}, rk, keep_from=need[0])
+    gl.fill(need, {rk[0]: [float(h // HOUR) for h in need]}, rk, keep_from=need[0])
     assert gl.missing(need, rk) == range(0)
     assert gl.total(rk[0], range(12 * HOUR, 14 * HOUR + 1, HOUR)) == 12 + 13 + 14
     later = range(11 * HOUR, 22 * HOUR + 1, HOUR)
     missing = gl.missing(later, rk)
     assert list(missing) == [21 * HOUR, 22 * HOUR]
-    gl.fill(missing, {rk[0]: {21 * HOUR: 21.0}}, rk, keep_from=later[0])
+    gl.fill(missing, {rk[0]: [21.0, 0.0]}, rk, keep_from=later[0])
     assert (gl.first, gl.last) == (11 * HOUR, 22 * HOUR)
-    assert gl.total(rk[0], range(21 * HOUR, 22 * HOUR + 1, HOUR)) == 21.0  # an absent hour had no events
+    assert gl.total(rk[0], range(21 * HOUR, 22 * HOUR + 1, HOUR)) == 21.0  # an hour with no samples: no events
     assert math.isnan(gl.total(rk[0], range(9 * HOUR, 12 * HOUR + 1, HOUR)))  # never guess an hour
 
 
@@ -164,7 +164,7 @@ def test_ledger_window_sums_equal_the_sum_of_their_hours(values: list[int], data
     gl = GroupLedger()
     hours = range(HOUR, (len(values) + 1) * HOUR, HOUR)
     rk = ("total", ())
-    gl.fill(hours, {rk: {h: float(v) for h, v in zip(hours, values, strict=True)}}, [rk], keep_from=HOUR)
+    gl.fill(hours, {rk: [float(v) for v in values]}, [rk], keep_from=HOUR)
     i = data.draw(st.integers(min_value=0, max_value=len(values) - 1))
     j = data.draw(st.integers(min_value=i, max_value=len(values) - 1))
     assert gl.total(rk, hours[i:j + 1]) == sum(values[i:j + 1])
