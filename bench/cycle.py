@@ -88,11 +88,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{nxt['samples_read']:,}" if nxt else "-", _fmt(nxt["cpu_seconds"]) if nxt else "-",
             _fmt(nxt["prometheus_cpu_seconds"]) if nxt else "-",
             _fmt(r["peak_rss_mib"], 0), _fmt(r["spec_load_seconds"]), f"{first['failures']}",
-            f"{r['machine_busy_percent']:.0f}%",
+            f"{r['other_processes_cpu_seconds']:.1f}",
         ])
     return md_table(["SLOs", "window", "first cycle s", "queries", "samples read", "samples/SLO", "evaluator CPU s",
                      "Prometheus CPU s", "next cycle s", "next queries", "next samples read", "next evaluator CPU s",
-                     "next Prometheus CPU s", "peak RSS MiB", "spec load s", "failed SLOs", "machine busy"], table)
+                     "next Prometheus CPU s", "peak RSS MiB", "spec load s", "failed SLOs", "others' CPU s"], table)
 
 
 def _samples(rows: list[dict[str, Any]], source: str, n: int, window: str, cycle: int) -> int | None:
@@ -147,8 +147,9 @@ queries over the whole window).
 
 A "1d" SLO still has the 3d burn-rate window, so per-SLO queries read 30d/1d ~6x, not 30x.
 Samples read scale with 1/step: with a 1-minute scrape interval multiply them (and most of the
-Prometheus CPU) by 5, with 15 s by 20. "machine busy" is the whole machine's CPU use during the
-run ({notes['cores']} cores, other processes included: {notes['other_cpu_note']}).
+Prometheus CPU) by 5, with 15 s by 20. "others' CPU s": CPU seconds that processes other than
+Prometheus and the evaluator used on the machine ({notes['cores']} cores) during that row's run: a
+row with a large value was slowed down by other work ({notes['other_cpu_note']}).
 Prometheus compactions during the benchmark: {notes['compactions']:.0f}.
 """
 
