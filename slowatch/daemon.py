@@ -34,7 +34,7 @@ from slowatch.adapters.state import SavedState, StateStore
 from slowatch.core import alerting
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.model import SLO
-from slowatch.errors import GrafanaError, SpecError
+from slowatch.errors import GrafanaError, SpecError, StateError
 from slowatch.settings import Settings
 from slowatch.spec import load_specs
 from slowatch.view import DaemonView, ViewHolder
@@ -116,7 +116,6 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._queries_seen = (0, 0, 0)
-        self._delivery_seen: dict[str, tuple[int, int]] = {}
         self.server: Server | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.dashboard_url = self._dashboard_url()
@@ -187,14 +186,18 @@ class Daemon:
         failures = snapshot.failures
         self.failed_cycles = self.failed_cycles + 1 if failures else 0
         with self._lock:
+            # A reload while measuring may have removed SLOs: their statuses must not fire anything.
+            current = {s.id for s in self.slos}
+            statuses = [s for s in snapshot.statuses if s.slo.id in current]
             book, changes = alerting.step(
-                self.book, snapshot.statuses, at,
+                self.book, statuses, at,
                 evaluation_failing=self.failed_cycles >= FAILING_AFTER_CYCLES,
-                known_slo_ids={s.id for s in self.slos},
+                known_slo_ids=current,
                 dashboard_url=self.dashboard_url,
             )
             self.book = book
-            self.previous = {s.slo.id: s for s in snapshot.statuses}
+            self.previous = {s.slo.id: s for s in statuses}
+            self._record_history(statuses, at)
             # Saved before delivery: a crash after posting can never lose what was posted.
             self._save(at)
         for change in changes:
@@ -202,7 +205,6 @@ class Daemon:
             log.warning(f"alert {change.kind}", alertname=a.alertname, labels=dict(a.labels),
                         since=a.starts_at.isoformat())
         self._deliver(at)
-        self._record_history(snapshot.statuses, at)
         self.ready = True
         duration = time.monotonic() - started
         self.metrics.observe_cycle(duration, ok=not failures, at=at)
@@ -217,23 +219,32 @@ class Daemon:
         return snapshot
 
     def _save(self, at: datetime) -> None:
-        if self.store is not None:
+        """Save the alert book; a failed write is logged and retried with the next save, never
+        allowed to stop a cycle (the book in memory stays right, only a restart would lose it)."""
+        if self.store is None:
+            return
+        try:
             self.store.save(self.book, self.alertmanager.pending(), at)
+        except StateError as exc:
+            log.error("alert state not saved; a restart now would lose it", error=str(exc))
 
     def deliver(self) -> None:
         """The resend job: keeps firing alerts alive in Alertmanager between cycles."""
         self._deliver(self.clock())
 
     def _deliver(self, now: datetime) -> None:
-        with self._lock:  # with no URL, deliver() reports every resolve delivered so the book empties
-            report = self.alertmanager.deliver(self.book, now)
+        # Posted outside the lock (a slow Alertmanager must not hold up a cycle or a reload); alert
+        # ids are stable, so forgetting the delivered resolves afterwards is safe whatever the cycle
+        # changed meanwhile. With no URL, deliver() reports every resolve delivered.
+        with self._lock:
+            book = self.book
+        report = self.alertmanager.deliver(book, now)
+        with self._lock:
             if report.delivered:
                 self.book = alerting.forget(self.book, report.delivered)
             self._save(now)
-        for stats in self.alertmanager.stats():
-            seen = self._delivery_seen.get(stats.url, (0, 0))
-            self.metrics.delivery(stats.url, stats.sent - seen[0], stats.errors - seen[1])
-            self._delivery_seen[stats.url] = (stats.sent, stats.errors)
+        for result in report.results:
+            self.metrics.delivery(result.url, result.sent, result.errors)
 
     def _count_queries(self) -> None:
         q = self.prometheus.stats
@@ -405,7 +416,10 @@ class Daemon:
             while not self._stop.wait(0.5):
                 if self._reload.is_set():
                     self._reload.clear()
-                    self.reload("SIGHUP")
+                    try:
+                        self.reload("SIGHUP")
+                    except Exception:  # a failed reload must not end the daemon
+                        log.exception("spec reload failed")
         finally:
             self.stop()
         return 0

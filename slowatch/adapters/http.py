@@ -79,9 +79,9 @@ class App:
 
     def _json_cached(self, environ: WSGIEnvironment, view: DaemonView, key: tuple[str, ...],
                      doc: Callable[[], Any]) -> _Response:
-        plain = self._cached(view, key, lambda: json.dumps(doc(), ensure_ascii=False).encode("utf-8"))
+        plain = self._cached(view, ("identity", *key), lambda: json.dumps(doc(), ensure_ascii=False).encode("utf-8"))
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = self._cached(view, (*key, "gzip"), lambda: gzip.compress(plain, compresslevel=5))
+            body = self._cached(view, ("gzip", *key), lambda: gzip.compress(plain, compresslevel=5))
             headers = [("Content-Type", JSON), ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
             return _STATUS_TEXT[200], headers, body
         return _STATUS_TEXT[200], [("Content-Type", JSON), ("Vary", "Accept-Encoding")], plain
@@ -127,7 +127,11 @@ class App:
 
     def status(self, environ: WSGIEnvironment) -> _Response:
         view = self.holder.get()
-        services = sorted(set(parse_qs(environ.get("QUERY_STRING", "")).get("service", [])))
+        # Only known services make a cache key: any other ?service= value cannot grow the cache.
+        known = {s.slo.service for s in view.statuses}
+        services = sorted({s for s in parse_qs(environ.get("QUERY_STRING", "")).get("service", []) if s in known})
+        if parse_qs(environ.get("QUERY_STRING", "")).get("service") and not services:
+            return _json(200, status_document(view.at, [], view.alerts))
 
         def doc() -> Any:
             statuses = [s for s in view.statuses if not services or s.slo.service in services]

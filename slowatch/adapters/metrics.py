@@ -42,9 +42,9 @@ EVALUATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 class SLOCollector:
     """SLO series from ``holder.get()`` at each scrape.
 
-    Only ``service``, ``slo`` (and ``window``, ``state``, ``alertname``, ``severity`` where named)
-    are labels: the spec's own labels are left out so a label edit in a spec file does not break
-    every series into a new one (join on service/slo to get them).
+    Labels: ``service``, ``slo`` (and ``window``, ``state`` where named) and the spec's own
+    ``labels`` (INTERFACES.md), which never override slowatch's. ``slowatch_slo_alert_firing``
+    carries ``service``, ``slo``, ``alertname`` and ``severity`` only.
     """
 
     def __init__(self, holder: ViewHolder) -> None:
@@ -108,7 +108,8 @@ def _add_status(families: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> N
 
     # An `error` SLO has no values (its zeros are placeholders): export none rather than a budget
     # that looks untouched. `stale` keeps the last values on purpose, as /status does.
-    if s.state == "error":
+    if s.state == "error" or (s.sli is None and s.state != "no_data"):
+        # A stale SLO that never had values (a start while Prometheus is down) has none either.
         return
     if s.sli is not None:
         fam.add_metric("sli", [*key, slo.window.name], s.sli)

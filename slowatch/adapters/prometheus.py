@@ -102,6 +102,8 @@ class PrometheusSource:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(f"{context}: {self.url}: {_short(exc)}") from exc
         body = _json(response)
+        if body.get("warnings"):
+            body.setdefault("data", {})["_warnings"] = body["warnings"]
         if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(
@@ -126,9 +128,13 @@ class PrometheusSource:
         self, promql: str, start: datetime, end: datetime, step: timedelta, *, context: str
     ) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
         """A range query: per series, its labels and (unix seconds, value) points."""
+        # The hour ledger keeps these answers for the whole window: a partial one (a Thanos or Mimir
+        # store down) would undercount those hours for weeks, so refuse it and retry next cycle.
         form = {"query": promql, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
-                "step": f"{step.total_seconds():g}"}
+                "step": f"{step.total_seconds():g}", "partial_response": "false"}
         data = self._post("/api/v1/query_range", form, context=context)
+        if data.get("warnings") or data.get("_warnings"):
+            raise SourceUnavailable(f"{context}: partial answer: {data.get('warnings') or data.get('_warnings')}")
         if data.get("resultType") != "matrix":
             raise QueryError(f"{context}: expected a range vector, got {data.get('resultType')}")
         return [(r.get("metric", {}), [(round(float(t)), float(v)) for t, v in r["values"]]) for r in data["result"]]

@@ -44,6 +44,9 @@ CHUNK = 2000
 # freeze an hour that is missing its last sample.
 SETTLE_SECONDS = 300
 MS = timedelta(milliseconds=1)
+# Relative rounding of a window read as the difference of two running sums of up to a few
+# thousand hours (each add rounds by one ulp, ~1e-16): far below any real data error.
+SUM_ROUNDING = 1e-9
 
 Role = str  # "good", "bad" or "total"
 Key = tuple[str, ...]
@@ -206,7 +209,10 @@ def shape_of(slo: SLO) -> tuple[str, dict[Role, RoleTemplate], dict[Role, Key], 
     q, m = sli.query, go_float(sli.minimum)
     good = RoleTemplate(f"sum_over_time((({q}) >= bool {m})[{_RANGE}:{step}]{_OFFSET})", (), subquery=True)
     total = RoleTemplate(f"count_over_time(({q})[{_RANGE}:{step}]{_OFFSET})", (), subquery=True)
-    return f"throughput|{slo.id}", {"good": good, "total": total}, {"good": (), "total": ()}, {}
+    # The signature names what the counts mean, so a reload that changes the query, minimum or
+    # slice starts a new ledger instead of mixing hours counted two ways.
+    return (f"throughput|{slo.id}|{q}|{m}|{step}", {"good": good, "total": total},
+            {"good": (), "total": ()}, {})
 
 
 def group_slos(slos: Iterable[SLO]) -> tuple[list[Group], list[SLO]]:
@@ -332,13 +338,11 @@ class Answer:
         return sum(per_le.get(s, 0.0) for s in le_spellings(threshold))
 
 
-def read_answer(
-    templates: Mapping[str, RoleTemplate], samples: Iterable[tuple[Mapping[str, str], float]], *, tag_label: bool = True
-) -> Answer:
+def read_answer(templates: Mapping[str, RoleTemplate], samples: Iterable[tuple[Mapping[str, str], float]]) -> Answer:
     values: dict[tuple[str, str, Key], float] = {}
     by_le: dict[tuple[str, str, Key], dict[str, float]] = {}
     for labels, value in samples:
-        tag = labels.get(WINDOW_LABEL, "") if tag_label else ""
+        tag = labels.get(WINDOW_LABEL, "")
         role = labels.get(KIND_LABEL, "")
         t = templates.get(role)
         if t is None:
@@ -365,6 +369,9 @@ class GroupLedger:
     first: int = 0
     last: int = -1
     cumulative: dict[tuple[str, Key], array[float]] = field(default_factory=dict)
+    unusable: dict[tuple[str, Key], set[int]] = field(default_factory=dict)
+    """Hour ends whose count came back NaN or infinite: kept out of the running sums (which would
+    stay NaN for 30 days) and reported as unknown by every window that holds them."""
 
     def missing(self, need: range, role_keys: Iterable[tuple[str, Key]]) -> range:
         """Hour ends to fetch so that ``need`` is covered for every (role, key)."""
@@ -393,21 +400,29 @@ class GroupLedger:
         first = max(first, min(keep_from, last + HOUR))
         n = max(0, (last - first) // HOUR + 1)
         cumulative: dict[tuple[str, Key], array[float]] = {}
+        unusable: dict[tuple[str, Key], set[int]] = {}
         for rk in role_keys:
             old = self.cumulative.get(rk) if joins else None
+            bad = {h for h in self.unusable.get(rk, ()) if first <= h <= last and h not in fetched} if joins else set()
             got = values.get(rk)
             cum = array("d", bytes(8 * (n + 1)))
             acc = 0.0
             for i in range(n):
                 end = first + i * HOUR
                 if end in fetched:
-                    acc += got[(end - fetched[0]) // HOUR] if got is not None else 0.0
+                    v = got[(end - fetched[0]) // HOUR] if got is not None else 0.0
+                    if math.isfinite(v):
+                        acc += v
+                    else:
+                        bad.add(end)
                 elif old is not None:
                     j = (end - self.first) // HOUR
                     acc += old[j + 1] - old[j]
                 cum[i + 1] = acc
             cumulative[rk] = cum
-        self.cumulative = cumulative  # rows no SLO reads any more are dropped here
+            if bad:
+                unusable[rk] = bad
+        self.cumulative, self.unusable = cumulative, unusable  # rows no SLO reads any more go here
         self.first, self.last = first, last
 
     def total(self, rk: tuple[str, Key], hours: range) -> float:
@@ -417,6 +432,8 @@ class GroupLedger:
         lo, hi = (hours[0] - self.first) // HOUR, (hours[-1] - self.first) // HOUR + 1
         if cum is None or lo < 0 or hi > len(cum) - 1:
             return math.nan  # never read an hour the ledger does not hold
+        if any(h in hours for h in self.unusable.get(rk, ())):
+            return math.nan
         return cum[hi] - cum[lo]
 
 
@@ -458,6 +475,9 @@ def assemble(
             per_role[role] = v
         total = per_role.get("total", 0.0)
         good = total - per_role.get("bad", 0.0) if counts_bad else per_role.get("good", 0.0)
+        if total < good <= total * (1 + SUM_ROUNDING):
+            # Differences of running sums round apart by a few ulps; real excess is far larger.
+            good = total
         counts[p.name] = EventCounts(good=good, total=total)
     return Measurement(at=at, counts=counts, problems=tuple(problems))
 

@@ -329,11 +329,16 @@ def test_status_is_serialised_once_per_view_and_follows_a_new_one() -> None:
     app._cached = counting  # type: ignore[method-assign]
     env = {"PATH_INFO": "/status", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
     first = [app.handle(env)[2] for _ in range(3)]
-    assert calls == ["status"] and first[0] == first[1] == first[2]
+    assert calls == ["identity/status"] and first[0] == first[1] == first[2]
     gz = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip, deflate"})
     assert ("Content-Encoding", "gzip") in gz[1]
     assert gzip.decompress(gz[2]) == first[0]
     holder.set(views[1])
     second = app.handle(env)[2]
     assert json.loads(second)["slos"][0]["error_budget"]["consumed"] == 0.75
-    assert calls == ["status", "status/gzip", "status"]
+    assert calls == ["identity/status", "gzip/status", "identity/status"]
+    # A filter named like the gzip variant can never be served to a gzip client, nor grow the cache.
+    odd = app.handle({**env, "QUERY_STRING": "service=gzip"})
+    assert json.loads(odd[2])["slos"] == []
+    gz2 = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip"})
+    assert json.loads(gzip.decompress(gz2[2]))["slos"][0]["error_budget"]["consumed"] == 0.75
