@@ -232,7 +232,7 @@ def test_prometheus_down_makes_status_stale_and_alerts_on_evaluation_not_on_slos
     try:
         wait_until(lambda: all(s["state"] == "stale" for s in world.daemon.status()["slos"]),
                    what="every SLO stale")
-        notes = world.webhook.wait_for(lambda n: bool(firing(n, "SLOWatchEvaluationFailing")))
+        world.webhook.wait_for(lambda n: bool(firing(n, "SLOWatchEvaluationFailing")))
         page = world.daemon.slo("auth", "login-availability")
         assert page["state"] == "stale" and page["error"] and page["sli"] is not None  # previous values kept
         assert [a["alertname"] for a in page["alerts"]].count("SLOErrorBudgetBurn") >= 1
