@@ -20,8 +20,6 @@ from slowatch.core.windows import BURN_RATE_WINDOWS, format_duration
 WINDOW_PLACEHOLDER = "{{.window}}"
 WINDOW_LABEL = "slowatch_window"
 KIND_LABEL = "slowatch_kind"
-# How far back the latency check looks for bucket series (a cheap instant-ish look, not the window).
-BOUND_CHECK_RANGE = "1h"
 
 
 class ResultError(ValueError):
@@ -112,8 +110,9 @@ def check_queries(slo: SLO) -> dict[str, str]:
     bucket = selector_with(f"{sli.histogram}_bucket", sli.selector, f"le=~{quote(le_regex(sli.threshold_seconds))}")
     total = selector_with(f"{sli.histogram}_count", sli.selector)
     return {
-        "bound_series": f"count(last_over_time({bucket}[{BOUND_CHECK_RANGE}]))",
-        "all_series": f"count(last_over_time({total}[{BOUND_CHECK_RANGE}]))",
+        # Instant selectors, as core/plan.py's batched check: one sample per series, not an hour.
+        "bound_series": f"count({bucket})",
+        "all_series": f"count({total})",
     }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from slowatch.cli import main
 from slowatch.synth.generator import DAY, History
@@ -38,6 +39,13 @@ def eval_json(capsys: pytest.CaptureFixture[str], prometheus: Server, at: int, *
     doc: dict[str, Any] = json.loads(out)
     doc["exit_code"] = code
     return doc
+
+
+def one_slo_spec(tmp_path: Path, service: str, slo_doc: dict[str, Any]) -> Path:
+    """A spec file holding one SLO of ``service``."""
+    spec = tmp_path / f"{service}-{slo_doc['name']}.yaml"
+    spec.write_text(yaml.safe_dump({"apiVersion": "slowatch/v1", "service": service, "slos": [slo_doc]}))
+    return spec
 
 
 def slo(doc: dict[str, Any], service: str, name: str) -> dict[str, Any]:
@@ -131,13 +139,9 @@ def test_throughput_counts_good_minutes_as_slices(
 def test_a_window_without_traffic_is_no_data(
     capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "quiet.yaml"
-    spec.write_text(
-        "apiVersion: slowatch/v1\nservice: knowledge\nslos:\n"
-        "  - name: last-hour\n    objective: 99.5\n    window: 1h\n    sli:\n      ratio:\n"
-        '        errors: http_requests_total{service="knowledge",code=~"5.."}\n'
-        '        total: http_requests_total{service="knowledge"}\n'
-    )
+    spec = one_slo_spec(tmp_path, "knowledge", {"name": "last-hour", "objective": 99.5, "window": "1h", "sli": {
+        "ratio": {"errors": 'http_requests_total{service="knowledge",code=~"5.."}',
+                  "total": 'http_requests_total{service="knowledge"}'}}})
     got = eval_json(capsys, prometheus, history.end, spec)["slos"][0]
     assert got["state"] == "no_data"
     assert got["sli"] is None
@@ -148,13 +152,9 @@ def test_a_window_without_traffic_is_no_data(
 def test_more_good_than_total_events_is_reported_not_clamped(
     capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "swapped.yaml"
-    spec.write_text(
-        "apiVersion: slowatch/v1\nservice: auth\nslos:\n"
-        "  - name: swapped\n    objective: 99\n    window: 1d\n    sli:\n      ratio:\n"
-        '        good: http_requests_total{service="auth"}\n'
-        '        total: http_requests_total{service="auth",code="200"}\n'
-    )
+    spec = one_slo_spec(tmp_path, "auth", {"name": "swapped", "objective": 99, "window": "1d", "sli": {
+        "ratio": {"good": 'http_requests_total{service="auth"}',
+                  "total": 'http_requests_total{service="auth",code="200"}'}}})
     doc = eval_json(capsys, prometheus, history.end - 3 * HOUR, spec)
     got = doc["slos"][0]
     assert doc["exit_code"] == 1
@@ -166,13 +166,9 @@ def test_more_good_than_total_events_is_reported_not_clamped(
 def test_a_latency_threshold_that_is_no_bucket_bound_fails_check_live(
     capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "latency.yaml"
-    spec.write_text(
-        "apiVersion: slowatch/v1\nservice: auth\nslos:\n"
-        "  - name: login-300ms\n    objective: 95\n    window: 7d\n    sli:\n      latency:\n"
-        "        histogram: http_request_duration_seconds\n"
-        "        selector: '{service=\"auth\",endpoint=\"/auth/login\"}'\n        threshold: 300ms\n"
-    )
+    spec = one_slo_spec(tmp_path, "auth", {"name": "login-300ms", "objective": 95, "window": "7d", "sli": {
+        "latency": {"histogram": "http_request_duration_seconds",
+                    "selector": '{service="auth",endpoint="/auth/login"}', "threshold": "300ms"}}})
     code = main(["check", str(spec), "--live", "--at", str(history.end), "--prometheus-url", prometheus.url])
     err = capsys.readouterr().err
     assert code == 1
@@ -241,14 +237,10 @@ def test_calendar_month_windows_count_from_the_month_start(
     capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, incident_end: int, tmp_path: Path,
     timezone: str, month_start: str,
 ) -> None:
-    spec = tmp_path / "month.yaml"
-    spec.write_text(
-        "apiVersion: slowatch/v1\nservice: auth\nslos:\n"
-        f"  - name: monthly\n    objective: 99.9\n    window: {{calendar: month, timezone: {timezone}}}\n"
-        "    sli:\n      ratio:\n"
-        '        errors: http_requests_total{service="auth",endpoint="/auth/login",code=~"5.."}\n'
-        '        total: http_requests_total{service="auth",endpoint="/auth/login"}\n'
-    )
+    spec = one_slo_spec(tmp_path, "auth", {
+        "name": "monthly", "objective": 99.9, "window": {"calendar": "month", "timezone": timezone}, "sli": {
+            "ratio": {"errors": 'http_requests_total{service="auth",endpoint="/auth/login",code=~"5.."}',
+                      "total": 'http_requests_total{service="auth",endpoint="/auth/login"}'}}})
     got = eval_json(capsys, prometheus, incident_end, spec)["slos"][0]
     start = int(datetime.fromisoformat(month_start).timestamp())
     bad, total = ratio_truth(history, {"service": "auth", "endpoint": "/auth/login"}, start, incident_end)
