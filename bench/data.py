@@ -38,7 +38,7 @@ from functools import cached_property
 from pathlib import Path
 
 from bench.common import WORK_DIR, BenchError, log, require
-from slowatch.synth.processes import Server, start_prometheus
+from tests.support.processes import Server, start_prometheus
 
 DAY = 86400
 BLOCK = 54 * 3600  # see the module docstring

@@ -3,7 +3,7 @@
     python -m bench.status_load [--slos 1000] [--duration 30] [--rate 10]
 
 Live data: 31 days of ``bench.data`` history for 500 services backfilled up to now, and from now
-on served by ``slowatch.synth.live.LiveExporter`` (Prometheus scrapes it every 15 s, keeping
+on served by ``tests.support.live.LiveExporter`` (Prometheus scrapes it every 15 s, keeping
 the samples' own timestamps), so the daemon evaluates "now" on data that reaches the present.
 ``slowatch run`` (a subprocess, default settings: a cycle every 30 s, 8 concurrent queries) loads
 1,000 SLOs (500 availability + 500 latency, 30d windows); once its first cycle is done,
@@ -57,9 +57,9 @@ from bench.data import (
     prometheus_args,
     write_specs,
 )
-from slowatch.synth.generator import CounterReset, History, Scenario, Series, Silence
-from slowatch.synth.live import LiveExporter
-from slowatch.synth.processes import free_port, start_prometheus
+from tests.support.generator import CounterReset, History, Scenario, Series, Silence
+from tests.support.live import LiveExporter
+from tests.support.processes import free_port, start_prometheus
 
 TIME_LIMIT = 20 * 60
 SCRAPE_INTERVAL = "15s"

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from slowatch import __version__
 from slowatch.errors import SlowatchError, SpecError
@@ -130,12 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+
+    sp = sub.add_parser(
+        "demo", help="real Prometheus with generated history, Alertmanager and the daemon (from a source checkout)",
+        description="Generates 31 days of traffic for the example spec, backfills it into a real Prometheus, "
+        "keeps it flowing live (with an auth incident), starts Alertmanager and runs the daemon on top. "
+        "The traffic generator and launchers are test code, not part of the installed package: run this "
+        "from a source checkout (bash scripts/demo does all the set-up).",
+    )
+    sp.add_argument("--port", type=int, default=9099, help="the daemon's port (default 9099, else a free one)")
+    sp.add_argument("--interval", default="10s", help="evaluation interval (default 10s)")
+    sp.add_argument("--days", type=int, default=30, help="days of history (default 30)")
+    sp.add_argument("--work-dir", default=".demo", help="where data and logs go (default .demo)")
+    sp.set_defaults(func=cmd_demo)
     return p
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Runs the checkout's demo (tests/support/demo.py), found from the working directory up."""
+    here = Path.cwd().resolve()
+    for root in (here, *here.parents):
+        if (root / "tests" / "support" / "demo.py").is_file():
+            sys.path.insert(0, str(root))
+            demo = importlib.import_module("tests.support.demo")
+            code: int = demo.cmd_demo(args)
+            return code
+    raise SlowatchError(
+        "the demo needs a source checkout of slowatch (its traffic generator is test code, not in the package): "
+        "run `bash scripts/demo` inside the checkout"
+    )
 
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision", "slowatch.demo")
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

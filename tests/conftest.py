@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from slowatch.synth.generator import History, generate
+from tests.support.generator import History, generate
 
 # A fixed end keeps every generated sample, and so every expected count, the same on every run.
 HISTORY_END = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())

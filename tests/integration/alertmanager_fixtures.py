@@ -1,7 +1,7 @@
 """A real Alertmanager whose only receiver is a webhook served by this test process, so a test
 sees exactly the notifications Alertmanager sends (and when).
 
-The launcher is ``slowatch.synth.processes.start_alertmanager``; it raises (the test fails, it is
+The launcher is ``tests.support.processes.start_alertmanager``; it raises (the test fails, it is
 not skipped) when the ``prometheus-alertmanager`` binary is missing.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from slowatch.synth.processes import Alertmanager, start_alertmanager
+from tests.support.processes import Alertmanager, start_alertmanager
 
 HOOK_PATH = "/hook"
 # Short groupings so notifications come within a second or two; a long repeat interval so any

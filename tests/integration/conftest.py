@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import pytest
 
-from slowatch.synth.generator import History
-from slowatch.synth.processes import (
+from tests.support.generator import History
+from tests.support.processes import (
     ProcessError,
     Server,
     VictoriaMetrics,

@@ -21,8 +21,8 @@ from slowatch.core.alerting import BUDGET_BURN, BUDGET_CONSUMED, AlertBook, forg
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.model import SLO, AlertPolicy, RatioSLI, RollingWindow
 from slowatch.core.windows import BURN_RATE_WINDOWS, SRE_WORKBOOK_TABLE_5_8
-from slowatch.synth.processes import Alertmanager, ProcessError
 from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, launch_alertmanager
+from tests.support.processes import Alertmanager, ProcessError
 
 pytestmark = pytest.mark.integration
 

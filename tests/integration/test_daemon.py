@@ -26,9 +26,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from slowatch.synth.generator import Episode, History, generate
-from slowatch.synth.live import LiveExporter
-from slowatch.synth.processes import (
+from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, alertmanager_config
+from tests.support.generator import Episode, History, generate
+from tests.support.live import LiveExporter
+from tests.support.processes import (
     Alertmanager,
     Server,
     create_blocks,
@@ -36,7 +37,6 @@ from slowatch.synth.processes import (
     start_alertmanager,
     start_prometheus,
 )
-from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, alertmanager_config
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
 INTERVAL = "2s"

@@ -28,9 +28,12 @@ import pytest
 
 from slowatch.core import dashboards as dd
 from slowatch.spec import load_specs
-from slowatch.synth.generator import Episode, generate
-from slowatch.synth.live import LiveExporter
-from slowatch.synth.processes import (
+from tests.grafana_double import TOKEN, FakeGrafana
+from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, alertmanager_config
+from tests.integration.test_daemon import Daemon, firing, wait_until
+from tests.support.generator import Episode, generate
+from tests.support.live import LiveExporter
+from tests.support.processes import (
     Alertmanager,
     Server,
     create_blocks,
@@ -38,9 +41,6 @@ from slowatch.synth.processes import (
     start_alertmanager,
     start_prometheus,
 )
-from tests.grafana_double import TOKEN, FakeGrafana
-from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, alertmanager_config
-from tests.integration.test_daemon import Daemon, firing, wait_until
 
 INTERVAL = "2s"
 INCIDENT_MINUTES = 15

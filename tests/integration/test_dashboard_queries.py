@@ -32,10 +32,10 @@ from slowatch.core import dashboards as dd
 from slowatch.core.model import SLO, ThroughputSLI
 from slowatch.core.windows import format_duration, parse_duration
 from slowatch.spec import load_specs
-from slowatch.synth.generator import generate
-from slowatch.synth.live import LiveExporter
-from slowatch.synth.processes import Server, create_blocks, free_port, start_prometheus
 from tests.integration.test_daemon import Daemon, wait_until
+from tests.support.generator import generate
+from tests.support.live import LiveExporter
+from tests.support.processes import Server, create_blocks, free_port, start_prometheus
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
 STEP = 15  # seconds between generated samples

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from slowatch.cli import main
-from slowatch.synth.generator import DAY, History
-from slowatch.synth.processes import Server, free_port
+from tests.support.generator import DAY, History
+from tests.support.processes import Server, free_port
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
 REL = 1e-9

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from slowatch.core.promql import le_regex, quote
-from slowatch.synth.generator import (
+from tests.support.generator import (
     BUCKET,
     COUNT,
     DAY,
@@ -31,7 +31,7 @@ from slowatch.synth.generator import (
     History,
     Scenario,
 )
-from slowatch.synth.processes import Server, instant_query, start_alertmanager, start_prometheus
+from tests.support.processes import Server, instant_query, start_alertmanager, start_prometheus
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,6 @@ import yaml
 
 from slowatch.adapters import rulefiles
 from slowatch.core import conventions as c
-from slowatch.core import rules_tests
 from slowatch.core.model import (
     SLO,
     AlertPolicy,
@@ -34,6 +33,7 @@ from slowatch.core.model import (
 from slowatch.core.rules import RuleFile, rule_files
 from slowatch.core.windows import alert_windows_for
 from slowatch.spec import load_specs
+from tests.support import rules_tests
 
 pytestmark = pytest.mark.integration
 

@@ -67,8 +67,8 @@ from slowatch.core import conventions as c
 from slowatch.core.model import SLO, RollingWindow, alert_rows, nominal_length
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 from slowatch.spec import load_specs
-from slowatch.synth.generator import DAY, History
-from slowatch.synth.processes import ProcessError, Server, find_binary, instant_query, start_prometheus
+from tests.support.generator import DAY, History
+from tests.support.processes import ProcessError, Server, find_binary, instant_query, start_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "slos"

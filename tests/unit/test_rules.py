@@ -18,7 +18,6 @@ import yaml
 from slowatch import generate
 from slowatch.adapters import rulefiles
 from slowatch.core import conventions as c
-from slowatch.core import rules_tests
 from slowatch.core.model import (
     SLO,
     AlertPolicy,
@@ -44,6 +43,7 @@ from slowatch.core.rules import (
     windows_group,
 )
 from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for
+from tests.support import rules_tests
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = timedelta(days=1)

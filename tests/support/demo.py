@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "deploy" / "slos"
+EXAMPLE_SPEC = Path(__file__).resolve().parents[2] / "deploy" / "slos"
 # The demo's own incident: auth logins fail at 20% from 10 minutes before start for 20 minutes,
 # about 400x the 99.95% SLO's budget rate: the fast-burn page fires at the first cycle.
 INCIDENT_BEFORE_START = 10 * 60
@@ -68,9 +68,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from slowatch.daemon import Daemon
     from slowatch.logs import configure
     from slowatch.settings import Settings
-    from slowatch.synth.generator import Episode, generate
-    from slowatch.synth.live import LiveExporter
-    from slowatch.synth.processes import create_blocks, start_alertmanager, start_prometheus
+    from tests.support.generator import Episode, generate
+    from tests.support.live import LiveExporter
+    from tests.support.processes import create_blocks, start_alertmanager, start_prometheus
 
     configure("console", "info")
     work = Path(args.work_dir).resolve()
@@ -121,15 +121,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stop()
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sp = sub.add_parser(
-        "demo", help="real Prometheus with generated history, Alertmanager and the daemon, on this machine",
-        description="Generates 31 days of traffic for the example spec, backfills it into a real Prometheus, "
-        "keeps it flowing live (with an auth incident), starts Alertmanager and runs the daemon on top. "
-        "Needs the prometheus, promtool and prometheus-alertmanager binaries (scripts/setup installs them).",
-    )
-    sp.add_argument("--port", type=int, default=9099, help="the daemon's port (default 9099, else a free one)")
-    sp.add_argument("--interval", default="10s", help="evaluation interval (default 10s)")
-    sp.add_argument("--days", type=int, default=30, help="days of history (default 30)")
-    sp.add_argument("--work-dir", default=".demo", help="where data and logs go (default .demo)")
-    sp.set_defaults(func=cmd_demo)
+def main() -> int:
+    """``python -m tests.support.demo``: the same flags as ``slowatch demo`` (one parser, in the CLI)."""
+    import sys
+
+    from slowatch.cli import main as cli_main
+
+    return cli_main(["demo", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

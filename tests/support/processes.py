@@ -24,7 +24,7 @@ from typing import Any, Self
 import requests
 import yaml
 
-from slowatch.synth.generator import Series, write_openmetrics, write_vm_jsonl
+from tests.support.generator import Series, write_openmetrics, write_vm_jsonl
 
 # promtool (2.42) re-reads its whole input once per 2h block, so the input is cut into files of
 # one block each: every byte is parsed once and the files convert in parallel.
@@ -350,7 +350,7 @@ def create_blocks(
 ) -> Path:
     """Backfill ``series`` into TSDB blocks in ``blocks_dir`` with ``promtool tsdb
     create-blocks-from openmetrics``, one 2h block per input file, converted in parallel.
-    ``until``: only samples before it (the rest is served live, see ``slowatch.synth.live``)."""
+    ``until``: only samples before it (the rest is served live, see ``tests.support.live``)."""
     promtool = promtool or find_binary("promtool", env="SLOWATCH_PROMTOOL_BIN")
     work_dir = work_dir or blocks_dir.parent / f"{blocks_dir.name}.openmetrics"
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from slowatch.synth.generator import History, _families, _selector
+from tests.support.generator import History, _families, _selector
 
 
 class LiveExporter:
