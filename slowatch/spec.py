@@ -615,9 +615,14 @@ def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[SLO]:
     return [_to_slo(spec, slo, file) for slo in spec.slos]
 
 
-def _spec_files(paths: Sequence[str | Path], problems: list[SpecProblem]) -> Iterator[tuple[Path, str]]:
+def spec_files(
+    paths: Sequence[str | Path], problems: list[SpecProblem] | None = None
+) -> Iterator[tuple[Path, str]]:
     """(path, name for messages) of every spec file, each once, in the order given; lazily, so
-    problems stay in argument order."""
+    problems stay in argument order. The one discovery: ``load_specs`` reads exactly these files
+    and the daemon's hot reload watches exactly these (a directory's *.yaml and *.yml, any case,
+    no dotfiles, non-recursive)."""
+    problems = [] if problems is None else problems
     seen: set[Path] = set()
     for given in paths:
         path = Path(given)
@@ -653,7 +658,7 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
     problems: list[SpecProblem] = []
     slos: list[SLO] = []
     first_seen: dict[str, tuple[str, int]] = {}
-    for path, file in _spec_files(paths, problems):
+    for path, file in spec_files(paths, problems):
         for index, slo in enumerate(_load_file(path, file, problems)):
             if slo.id in first_seen:
                 other, other_index = first_seen[slo.id]
