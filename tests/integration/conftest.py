@@ -1,19 +1,23 @@
 """Real servers over the generated history, started once per session.
 
 A missing binary FAILS the tests that need it (never skips): CI must install prometheus,
-prometheus-alertmanager and victoria-metrics (Debian packages of those names).
+prometheus-alertmanager and victoria-metrics (Debian packages of those names), and scripts/setup
+unpacks the current releases into .tools/sid. ``engine`` runs a test once per query engine and
+version: Prometheus 2.42 and 3.5, VictoriaMetrics 1.79 and 1.145.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pytest
 
 from tests.support.generator import History
 from tests.support.processes import (
+    PROMETHEUS_VERSIONS,
+    VICTORIA_METRICS_VERSIONS,
     ProcessError,
     Server,
     VictoriaMetrics,
@@ -62,5 +66,35 @@ def victoria_metrics(history: History, tmp_path_factory: pytest.TempPathFactory)
     except BaseException:
         server.stop()
         raise
+    yield server
+    server.stop()
+
+
+ENGINES = tuple([("prometheus", v) for v in PROMETHEUS_VERSIONS]
+                + [("victoria-metrics", v) for v in VICTORIA_METRICS_VERSIONS])
+
+
+@pytest.fixture(scope="session", params=ENGINES, ids=[f"{name}-{version}" for name, version in ENGINES])
+def engine(request: pytest.FixtureRequest, history: History, blocks: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Each query engine and version over the same history (the stable ones are the session's
+    ``prometheus`` and ``victoria_metrics``; the current ones start here)."""
+    name, version = request.param
+    stable = {"prometheus": PROMETHEUS_VERSIONS[0], "victoria-metrics": VICTORIA_METRICS_VERSIONS[0]}
+    if version == stable[name]:
+        yield cast(Server, request.getfixturevalue(name.replace("-", "_")))
+        return
+    work = tmp_path_factory.mktemp(f"{name}-{version}")
+    server: Server
+    if name == "prometheus":
+        server = _or_fail(lambda: start_prometheus(work, blocks, version=version))
+    else:
+        vm = _or_fail(lambda: start_victoria_metrics(work, version=version))
+        try:
+            vm.import_series(history.series, work)
+        except BaseException:
+            vm.stop()
+            raise
+        server = vm
     yield server
     server.stop()

@@ -35,8 +35,49 @@ class ProcessError(RuntimeError):
     """A server could not be found, started or made ready; the message says which and why."""
 
 
-def find_binary(*names: str, env: str | None = None) -> str:
-    """The first of ``names`` on PATH (or the path in the environment variable ``env``)."""
+# The versions the tests run side by side (INTERFACES: Prometheus 2.42 and 3.5, Alertmanager 0.25
+# and 0.33, VictoriaMetrics 1.79 and 1.145): Debian stable's packages on PATH, and the current
+# releases from Debian unstable that scripts/setup unpacks into .tools/sid (never on PATH).
+SID_BIN = Path(__file__).resolve().parents[2] / ".tools" / "sid" / "usr" / "bin"
+STABLE, CURRENT = "stable", "current"
+VERSIONS: Mapping[str, Mapping[str, str]] = {
+    # component: {version: where}; "where" is STABLE (PATH) or CURRENT (SID_BIN)
+    "prometheus": {"2.42": STABLE, "3.5": CURRENT},
+    "promtool": {"2.42": STABLE, "3.5": CURRENT},
+    "alertmanager": {"0.25": STABLE, "0.33": CURRENT},
+    "victoria-metrics": {"1.79": STABLE, "1.145": CURRENT},
+    "vmalert": {"1.79": STABLE, "1.145": CURRENT},
+}
+PROMETHEUS_VERSIONS = tuple(VERSIONS["prometheus"])
+ALERTMANAGER_VERSIONS = tuple(VERSIONS["alertmanager"])
+VICTORIA_METRICS_VERSIONS = tuple(VERSIONS["victoria-metrics"])
+# Binaries that print "<name>, version X.Y.Z ..." on --version (VictoriaMetrics' Debian build prints
+# an empty version, so it is told apart by where it lives only).
+_SELF_REPORTING = ("prometheus", "promtool", "alertmanager")
+
+
+def find_binary(*names: str, env: str | None = None, version: str | None = None, component: str | None = None) -> str:
+    """The first of ``names`` on PATH (or the path in the environment variable ``env``).
+
+    With ``version`` (a key of ``VERSIONS[component]``; ``component`` defaults to ``names[0]``),
+    the binary of that version: PATH for Debian stable's, .tools/sid for the current release; a
+    binary that reports another version is an error, never a silent substitute.
+    """
+    if version is not None:
+        component = component or names[0]
+        where = VERSIONS.get(component, {}).get(version)
+        if where is None:
+            raise ProcessError(f"no {component} {version} in the test matrix {dict(VERSIONS.get(component, {}))}")
+        if where == CURRENT:
+            for name in names:
+                path = SID_BIN / name
+                if os.access(path, os.X_OK):
+                    return _checked(str(path), component, version)
+            raise ProcessError(
+                f"{component} {version} is not in {SID_BIN}: run scripts/setup (it fetches Debian unstable's "
+                f"{component} with apt-get download and unpacks it there)"
+            )
+        return _checked(find_binary(*names, env=env), component, version)
     if env and os.environ.get(env):
         path = os.environ[env]
         if not os.access(path, os.X_OK):
@@ -51,6 +92,22 @@ def find_binary(*names: str, env: str | None = None) -> str:
         f"none of {', '.join(names)} is on PATH: install it (Debian: apt-get install prometheus "
         f"prometheus-alertmanager victoria-metrics){hint}"
     )
+
+
+_version_seen: dict[str, str] = {}
+
+
+def _checked(path: str, component: str, version: str) -> str:
+    if component not in _SELF_REPORTING:
+        return path
+    if path not in _version_seen:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+        words = (out.stdout + out.stderr).split()
+        _version_seen[path] = words[2] if len(words) > 2 and words[1] == "version" else ""
+    found = _version_seen[path]
+    if not (found == version or found.startswith(version + ".")):
+        raise ProcessError(f"{path} is {component} {found or '(unknown version)'}, not {version}")
+    return path
 
 
 def free_port() -> int:
@@ -190,6 +247,7 @@ def start_prometheus(
     extra_args: Sequence[str] = (),
     port: int | None = None,
     binary: str | None = None,
+    version: str | None = None,
     ready_timeout: float = 120.0,
 ) -> Server:
     """Prometheus with its TSDB in ``work_dir/data`` (``blocks_dir``'s blocks linked in first),
@@ -212,7 +270,7 @@ def start_prometheus(
     server = Server(
         name="prometheus",
         command=[
-            binary or find_binary("prometheus", env="SLOWATCH_PROMETHEUS_BIN"),
+            binary or find_binary("prometheus", env="SLOWATCH_PROMETHEUS_BIN", version=version),
             f"--config.file={config_path}",
             f"--storage.tsdb.path={data_dir}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -254,6 +312,7 @@ def start_victoria_metrics(
     extra_args: Sequence[str] = (),
     port: int | None = None,
     binary: str | None = None,
+    version: str | None = None,
     ready_timeout: float = 60.0,
 ) -> VictoriaMetrics:
     """Single-node VictoriaMetrics with data in ``work_dir/data`` and log ``work_dir/victoria-metrics.log``.
@@ -266,7 +325,8 @@ def start_victoria_metrics(
     work_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        binary or find_binary("victoria-metrics", "victoria-metrics-prod", env="SLOWATCH_VICTORIA_METRICS_BIN"),
+        binary or find_binary("victoria-metrics", "victoria-metrics-prod", env="SLOWATCH_VICTORIA_METRICS_BIN",
+                              version=version),
         f"-storageDataPath={work_dir / 'data'}",
         f"-httpListenAddr=127.0.0.1:{port}",
         "-retentionPeriod=100y",
@@ -307,6 +367,7 @@ def start_alertmanager(
     extra_args: Sequence[str] = (),
     port: int | None = None,
     binary: str | None = None,
+    version: str | None = None,
     ready_timeout: float = 60.0,
 ) -> Alertmanager:
     """Alertmanager with ``config_text`` as its config, state and log in ``work_dir``.
@@ -320,7 +381,8 @@ def start_alertmanager(
     port = port or free_port()
     cluster_port = free_port() if cluster or cluster_peers else None
     args = [
-        binary or find_binary("prometheus-alertmanager", "alertmanager", env="SLOWATCH_ALERTMANAGER_BIN"),
+        binary or find_binary("prometheus-alertmanager", "alertmanager", env="SLOWATCH_ALERTMANAGER_BIN",
+                              version=version, component="alertmanager"),
         f"--config.file={config_path}",
         f"--storage.path={work_dir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
