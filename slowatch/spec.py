@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from slowatch.core.conventions import RESERVED_LABELS
 from slowatch.core.model import (
     SLI,
     SLO,
@@ -57,12 +58,6 @@ from slowatch.errors import SpecError, SpecProblem
 __all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
 
 API_VERSION = "slowatch/v1"
-# Labels slowatch itself sets on alerts and self-metrics; a spec label of the same name would
-# silently overwrite them.
-RESERVED_LABELS = frozenset(
-    {"service", "slo", "severity", "threshold", "long_window", "short_window", "alertname", "window",
-     "state", "slowatch_source"}
-)
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]*$")

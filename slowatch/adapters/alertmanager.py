@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -34,6 +34,7 @@ import structlog
 import slowatch
 from slowatch.adapters.urls import redact
 from slowatch.core.alerting import Alert, AlertBook
+from slowatch.core.conventions import rfc3339
 
 API_PATH = "/api/v2/alerts"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -253,4 +254,4 @@ class AlertmanagerClient:
 def _rfc3339(t: datetime) -> str:
     # Full precision: Alertmanager parses RFC 3339 with fractions, and the exact startsAt is the
     # alert's identity across restarts.
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(t, exact=True)

@@ -9,8 +9,6 @@ Grafana's file provider does not reload dashboards that did not change.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from slowatch.core.dashboards import (
     render,
 )
 from slowatch.core.model import SLO
+from slowatch.files import write_atomically
 
 __all__ = ["DASHBOARDS_DIR", "write_dashboards", "write_provisioning"]
 
@@ -123,12 +122,4 @@ def _write(path: Path, text: str) -> None:
             return
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from a Grafana running as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)  # 0644: Grafana may run as another user

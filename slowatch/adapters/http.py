@@ -28,6 +28,7 @@ from waitress.trigger import trigger as Trigger  # noqa: N812 - the class is low
 import slowatch
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
+from slowatch.core.conventions import STATES
 from slowatch.view import DaemonView, ViewHolder
 
 log = structlog.get_logger(__name__)
@@ -314,7 +315,7 @@ OPENAPI: dict[str, Any] = {
                 "kind": {"type": "string", "enum": ["ratio", "latency", "throughput"]},
                 "objective": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "window": {"type": "string", "examples": ["30d", "month"]},
-                "state": {"type": "string", "enum": ["ok", "burning", "exhausted", "no_data", "stale", "error"]},
+                "state": {"type": "string", "enum": list(STATES)},
                 "sli": {**_NUM_OR_NULL, "description": "Good over total events in the window; null without data."},
                 "error_budget": {
                     "type": "object",

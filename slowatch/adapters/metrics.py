@@ -23,16 +23,20 @@ from prometheus_client.samples import Sample
 
 import slowatch
 from slowatch.adapters.urls import redact
-from slowatch.core.budget import BudgetStatus, State
-from slowatch.core.conventions import SERVICE_LABEL, SEVERITY_LABEL, SLO_LABEL, WINDOW_LABEL
+from slowatch.core.budget import BudgetStatus
+from slowatch.core.conventions import (
+    ALERTNAME_LABEL,
+    RESERVED_LABELS,
+    SERVICE_LABEL,
+    SEVERITY_LABEL,
+    SLO_LABEL,
+    STATES,
+    WINDOW_LABEL,
+)
 from slowatch.view import DaemonView, ViewHolder
 
-STATES: tuple[State, ...] = ("ok", "burning", "exhausted", "no_data", "stale", "error")
-
 SLO_LABELS = (SERVICE_LABEL, SLO_LABEL)
-# Labels slowatch sets on SLO series; a spec label of the same name never overrides them.
-_OWN_LABELS = frozenset({*SLO_LABELS, WINDOW_LABEL, "state", "alertname", SEVERITY_LABEL})
-ALERT_LABELS = (SERVICE_LABEL, SLO_LABEL, "alertname", SEVERITY_LABEL)
+ALERT_LABELS = (SERVICE_LABEL, SLO_LABEL, ALERTNAME_LABEL, SEVERITY_LABEL)
 
 # Cycles range from milliseconds (a few SLOs on a local Prometheus) to minutes (thousands of SLOs,
 # retries against a slow server); the default buckets stop at 10 s.
@@ -101,7 +105,7 @@ class _WithSpecLabels:
 def _add_status(families: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> None:
     slo = s.slo
     key = [slo.service, slo.name]
-    fam = _WithSpecLabels(families, {k: v for k, v in slo.labels if k not in _OWN_LABELS})
+    fam = _WithSpecLabels(families, {k: v for k, v in slo.labels if k not in RESERVED_LABELS})
     fam.add_metric("objective", key, slo.objective)
     for state in STATES:
         fam.add_metric("state", [*key, state], 1.0 if s.state == state else 0.0)

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import slowatch
 from slowatch.adapters.render import AlertView, rfc3339
-from slowatch.core.budget import BudgetStatus, State
+from slowatch.core.budget import BudgetStatus
+from slowatch.core.conventions import State
 from slowatch.core.model import alert_rows, nominal_length
 from slowatch.core.windows import BURN_RATE_WINDOWS
 from slowatch.view import DaemonView

@@ -6,19 +6,17 @@ Values are raw floats (JSON carries them at full precision); only the table roun
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from slowatch.core import conventions
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.windows import BURN_RATE_WINDOWS
 
 
 def rfc3339(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    t = t.astimezone(UTC)
-    text = t.isoformat(timespec="milliseconds" if t.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+    """``conventions.rfc3339``, with None (a time /status leaves empty) passed through."""
+    return None if t is None else conventions.rfc3339(t)
 
 
 AlertView = Mapping[str, Any]
@@ -27,7 +25,7 @@ AlertView = Mapping[str, Any]
 
 def slo_document(status: BudgetStatus, alerts: Sequence[AlertView] = ()) -> dict[str, Any]:
     slo = status.slo
-    has_values = status.state not in ("error",) and status.sli is not None
+    has_values = status.state != "error" and status.sli is not None
     return {
         "service": slo.service,
         "slo": slo.name,

@@ -2,8 +2,8 @@
 keeps every alert's ``startsAt`` and still delivers the resolves it owed.
 
 One JSON file, ``alerts.json``, holding the alert book and the delivery bookkeeping together (so
-they can never disagree), written atomically: a temporary file in the same directory, fsync,
-``os.replace``, fsync of the directory. Format, version 1::
+they can never disagree), written atomically (``slowatch.files``: a temporary file in the same directory, fsync,
+``os.replace``, fsync of the directory). Format, version 1::
 
     {
       "kind": "slowatch-state",
@@ -24,8 +24,6 @@ so a reloaded ``starts_at`` is exactly the one Alertmanager was sent.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from slowatch.core.alerting import Alert, AlertBook, labels_of
+from slowatch.core.conventions import rfc3339
 from slowatch.errors import StateError
+from slowatch.files import write_atomically
 
 STATE_FILENAME = "alerts.json"
 KIND = "slowatch-state"
@@ -77,31 +77,12 @@ class StateStore:
         text = json.dumps(_encode(book, pending, now), indent=1, ensure_ascii=False) + "\n"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path, text)
+            write_atomically(self.path, text, mode=0o600)  # alert text may be private
         except OSError as exc:
             raise StateError(
                 f"{self.path}: cannot write the alert state: {exc.strerror or exc} "
                 "(check that SLOWATCH_STATE_DIR exists, is writable by slowatch and its disk is not full)"
             ) from exc
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename itself is durable only once the directory entry is on disk.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _encode(book: AlertBook, pending: Mapping[str, Sequence[str]], now: datetime) -> dict[str, Any]:
@@ -165,7 +146,7 @@ def _alert(raw: Any, where: str) -> Alert:
 
 
 def _time(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(t, exact=True)
 
 
 def _parse_time(value: Any, where: str) -> datetime:

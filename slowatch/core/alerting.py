@@ -25,37 +25,33 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from slowatch.core.budget import BudgetStatus
-from slowatch.core.model import SLO, nominal_length
-from slowatch.core.windows import CURRENT_BURN_WINDOW, BurnRateAlertWindow
-
-BUDGET_CONSUMED = "SLOErrorBudgetConsumed"
-BUDGET_BURN = "SLOErrorBudgetBurn"
-NO_DATA = "SLONoData"
-EVALUATION_FAILING = "SLOWatchEvaluationFailing"
-
-# Budget-consumed, no-data and evaluation alerts need a human eventually, not at 3 am
-# (INTERFACES.md, "Alerts"); burn-rate alerts take their severity from the table row.
-TICKET = "ticket"
-
-# Tells the daemon's alerts from the generated Prometheus rules' (same names and labels), so an
-# Alertmanager can route or inhibit one source and nobody is paged twice.
-SOURCE_LABEL = "slowatch_source"
-SOURCE_DAEMON = "daemon"
-
-# Labels slowatch sets itself; an SLO's own labels never override them.
-RESERVED_LABELS = frozenset(
-    {"alertname", "service", "slo", "severity", "threshold", "long_window", "short_window", SOURCE_LABEL}
+from slowatch.core.conventions import (
+    BUDGET_BURN,
+    BUDGET_CONSUMED,
+    EVALUATED_STATES,
+    EVALUATION_FAILING,
+    FAILED_STATES,
+    NO_DATA,
+    RESERVED_LABELS,
+    SOURCE_DAEMON,
+    SOURCE_LABEL,
+    TICKET,
+    rfc3339,
 )
+from slowatch.core.model import SLO, nominal_length
+from slowatch.core.windows import CURRENT_BURN_WINDOW, BurnRateAlertWindow, parse_duration
+
+# The names live in core/conventions.py; re-exported because callers think of them as the alerts'.
+__all__ = [
+    "BUDGET_BURN", "BUDGET_CONSUMED", "EVALUATION_FAILING", "NO_DATA", "RESERVED_LABELS", "SOURCE_DAEMON",
+    "SOURCE_LABEL", "TICKET", "Alert", "AlertBook", "AlertChange", "burn_description", "burn_summary",
+    "consumed_summary", "firing_labels", "forget", "labels_of", "step", "views",
+]
 
 Labels = tuple[tuple[str, str], ...]
 """A label (or annotation) set, sorted by name, so equal sets compare and hash equal."""
 
 DashboardURL = Callable[[SLO], str | None]
-
-# States in which the numbers are fresh enough to fire and resolve on.
-_EVALUATED = frozenset({"ok", "burning", "exhausted"})
-# States that freeze an SLO's alerts (plus an SLO that is known but has no status this cycle).
-_FROZEN = frozenset({"stale", "error"})
 
 
 def labels_of(mapping: Mapping[str, str]) -> Labels:
@@ -159,7 +155,8 @@ def step(
         if sid is None or sid not in known:
             continue
         status = by_id.get(sid)
-        if status is None or status.state in _FROZEN or (status.state == "no_data" and alert.alertname != NO_DATA):
+        frozen = status is None or status.state in FAILED_STATES
+        if frozen or (status is not None and status.state == "no_data" and alert.alertname != NO_DATA):
             plan.keep.add(alert.labels)
     for status in statuses:
         _plan_slo(plan, status, dashboard_url)
@@ -206,7 +203,7 @@ def views(book: AlertBook) -> dict[str, list[dict[str, Any]]]:
         out.setdefault(alert.slo_id, []).append({
             "alertname": alert.alertname,
             "severity": alert.severity,
-            "since": _rfc3339(alert.starts_at),
+            "since": rfc3339(alert.starts_at),
             "labels": dict(alert.labels),
         })
     return out
@@ -227,7 +224,7 @@ def _plan_slo(plan: _Plan, status: BudgetStatus, dashboard_url: DashboardURL | N
             labels = _labels(slo, alertname=NO_DATA, severity=TICKET)
             plan.want[labels] = _Wanted(_annotations(slo, dashboard_url, *_no_data_text(status)), slo.id)
         return
-    if status.state not in _EVALUATED:
+    if status.state not in EVALUATED_STATES:
         return
 
     for threshold in slo.alerting.budget_consumed:
@@ -278,33 +275,48 @@ def _evaluation_failing_annotations() -> Labels:
     })
 
 
-# --- annotation text (the only place numbers are rounded) --------------------------------------
+# --- annotation text (the only place numbers are rounded; shared with core/rules.py) ----------
+
+
+def consumed_summary(slo: SLO, consumed: str, threshold: float) -> str:
+    """``SLOErrorBudgetConsumed``'s summary; ``consumed`` is the share as text (the daemon's number,
+    or the generated rule's Prometheus template)."""
+    return f"{slo.id} has consumed {consumed} of its {slo.window.name} error budget (threshold {threshold:g}%)"
+
+
+def burn_summary(slo: SLO, row: BurnRateAlertWindow, long_rate: str) -> str:
+    """``SLOErrorBudgetBurn``'s summary, shared with the generated rules like ``consumed_summary``."""
+    factor = row.factor(nominal_length(slo.window))
+    return (
+        f"{slo.id} burns its error budget {long_rate} as fast as sustainable over {row.long_window} "
+        f"({row.severity}: {row.long_window} and {row.short_window} at or above {factor:.4g}x)"
+    )
+
+
+def burn_description(slo: SLO, row: BurnRateAlertWindow, long_rate: str, short_rate: str | None = None) -> str:
+    """The first sentence of ``SLOErrorBudgetBurn``'s description. ``short_rate`` None: the value
+    is not known (a rule's template sees only the long window's)."""
+    window = nominal_length(slo.window)
+    factor = row.factor(window)
+    # The budget share the threshold stands for, from the factor itself (it may be clamped).
+    share = 100 * factor * (parse_duration(row.long_window) / window)
+    short = f" and {short_rate} over {row.short_window}" if short_rate else f", confirmed over {row.short_window}"
+    return (
+        f"Burn rate {long_rate} over {row.long_window}{short}, both at or above {factor:.4g}x: at that rate "
+        f"{share:.3g}% of the {slo.window.name} error budget is gone within {row.long_window}."
+    )
 
 
 def _consumed_text(status: BudgetStatus, threshold: float) -> tuple[str, str]:
-    slo = status.slo
-    summary = (
-        f"{slo.id} has consumed {_pct(status.consumed, 1)} of its {slo.window.name} error budget "
-        f"(threshold {threshold:g}%)"
-    )
+    summary = consumed_summary(status.slo, _pct(status.consumed, 1), threshold)
     return summary, f"{_numbers(status)} {_exhaustion(status)}"
 
 
 def _burn_text(status: BudgetStatus, row: BurnRateAlertWindow) -> tuple[str, str]:
-    slo = status.slo
-    factor = row.factor(nominal_length(slo.window))
-    long_rate = status.burn_rates.get(row.long_window)
-    short_rate = status.burn_rates.get(row.short_window)
-    summary = (
-        f"{slo.id} burns its error budget {_rate(long_rate)} as fast as sustainable over {row.long_window} "
-        f"({row.severity}: {row.long_window} and {row.short_window} at or above {factor:.4g}x)"
-    )
-    description = (
-        f"Burn rate {_rate(long_rate)} over {row.long_window} and {_rate(short_rate)} over {row.short_window}, "
-        f"both at or above {factor:.4g}x ({row.budget_percent:g}% of a {row.period} budget within "
-        f"{row.long_window}). {_numbers(status)} {_exhaustion(status)}"
-    )
-    return summary, description
+    long_rate = _rate(status.burn_rates.get(row.long_window))
+    short_rate = _rate(status.burn_rates.get(row.short_window))
+    description = f"{burn_description(status.slo, row, long_rate, short_rate)} {_numbers(status)} {_exhaustion(status)}"
+    return burn_summary(status.slo, row, long_rate), description
 
 
 def _no_data_text(status: BudgetStatus) -> tuple[str, str]:
@@ -332,7 +344,7 @@ def _exhaustion(status: BudgetStatus) -> str:
     if status.exhaustion_at is not None:
         return (
             f"At the {CURRENT_BURN_WINDOW} burn rate ({_rate(status.burn_rates.get(CURRENT_BURN_WINDOW))}) "
-            f"the budget is exhausted at {_rfc3339(status.exhaustion_at)}."
+            f"the budget is exhausted at {rfc3339(status.exhaustion_at)}."
         )
     return "The budget is not on course to be exhausted within the window."
 
@@ -350,8 +362,3 @@ def _pct(fraction: float, digits: int) -> str:
 def _rate(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.2f}x"
 
-
-def _rfc3339(t: datetime) -> str:
-    """RFC 3339 in UTC with a Z, milliseconds only when there are any (as adapters.render does)."""
-    t = t.astimezone(UTC)
-    return t.isoformat(timespec="milliseconds" if t.microsecond else "seconds").replace("+00:00", "Z")

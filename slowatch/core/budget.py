@@ -12,14 +12,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from slowatch.core.conventions import State
 from slowatch.core.model import SLO, alert_rows, nominal_length, window_span
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     CURRENT_BURN_WINDOW,
     BurnRateAlertWindow,
 )
-
-State = Literal["ok", "burning", "exhausted", "no_data", "stale", "error"]
 
 # Key of the SLO's own window in a Measurement (its display name goes into the document).
 SLO_WINDOW = "slo"

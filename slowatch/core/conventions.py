@@ -22,33 +22,71 @@ burn-rate window.
 
 Every series also carries the spec's ``labels`` (e.g. ``team``). Alert names and alert labels
 are the daemon's (INTERFACES.md), plus ``slowatch_source``.
+
+Also the one home of the names the daemon shares with them: alert names, reserved labels, SLO
+state names, and how instants are written.
 """
 
 from __future__ import annotations
 
-# Alert names and the budget alert's severity belong to the daemon's alerting (INTERFACES.md);
-# re-exported so the generators read every name from this module.
-from slowatch.core import alerting as _alerting
-
-BUDGET_BURN = _alerting.BUDGET_BURN
-BUDGET_CONSUMED = _alerting.BUDGET_CONSUMED
-TICKET = _alerting.TICKET
+from datetime import UTC, datetime
+from typing import Literal, get_args
 
 PREFIX = "slowatch"
 
+# --- alerts (INTERFACES.md, "Alerts") -----------------------------------------------------------
+BUDGET_CONSUMED = "SLOErrorBudgetConsumed"
+BUDGET_BURN = "SLOErrorBudgetBurn"
+NO_DATA = "SLONoData"
+EVALUATION_FAILING = "SLOWatchEvaluationFailing"
+
+# Budget-consumed, no-data and evaluation alerts need a human eventually, not at 3 am
+# (INTERFACES.md, "Alerts"); burn-rate alerts take their severity from the table row.
+TICKET = "ticket"
+
 # --- labels -----------------------------------------------------------------------------------
+ALERTNAME_LABEL = "alertname"
 SERVICE_LABEL = "service"
 SLO_LABEL = "slo"
 WINDOW_LABEL = "window"
+STATE_LABEL = "state"
 SEVERITY_LABEL = "severity"
 THRESHOLD_LABEL = "threshold"
 LONG_WINDOW_LABEL = "long_window"
 SHORT_WINDOW_LABEL = "short_window"
 # Tells the generated alerts from the daemon's, which carry the same names and labels, so an
-# Alertmanager can route or inhibit one source.
-SOURCE_LABEL = _alerting.SOURCE_LABEL
+# Alertmanager can route or inhibit one source and nobody is paged twice.
+SOURCE_LABEL = "slowatch_source"
 SOURCE_PROMETHEUS = "prometheus"
-SOURCE_DAEMON = _alerting.SOURCE_DAEMON
+SOURCE_DAEMON = "daemon"
+
+RESERVED_LABELS = frozenset({
+    ALERTNAME_LABEL, SERVICE_LABEL, SLO_LABEL, WINDOW_LABEL, STATE_LABEL, SEVERITY_LABEL,
+    THRESHOLD_LABEL, LONG_WINDOW_LABEL, SHORT_WINDOW_LABEL, SOURCE_LABEL,
+})
+"""Labels slowatch sets itself on alerts, rules and self-metrics: the spec loader rejects them as
+spec labels, and every writer drops them from an SLO's labels, so a spec label never overrides them."""
+
+# --- SLO states (INTERFACES.md, /status "state") ------------------------------------------------
+State = Literal["ok", "burning", "exhausted", "no_data", "stale", "error"]
+STATES: tuple[State, ...] = get_args(State)
+EVALUATED_STATES: frozenset[State] = frozenset({"ok", "burning", "exhausted"})
+"""The numbers are fresh: alerts fire and resolve on them."""
+FAILED_STATES: frozenset[State] = frozenset({"stale", "error"})
+"""The evaluation failed: the SLO's alerts are frozen, ``slowatch eval`` exits 1."""
+
+
+# --- instants ---------------------------------------------------------------------------------
+
+
+def rfc3339(t: datetime, *, exact: bool = False) -> str:
+    """RFC 3339 in UTC with a Z. ``exact``: always microseconds, so parsing it back gives the same
+    instant (the state file, Alertmanager's startsAt); otherwise milliseconds only when there
+    are any, for reading (/status, alert text)."""
+    t = t.astimezone(UTC)
+    timespec = "microseconds" if exact else "milliseconds" if t.microsecond else "seconds"
+    return t.isoformat(timespec=timespec).replace("+00:00", "Z")
+
 
 # --- the step of the event-weighted SLO window -------------------------------------------------
 # The step rules record the events of the last STEP and run in a group whose interval is STEP;

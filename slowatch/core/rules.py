@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Literal
 
 from slowatch.core import conventions as c
-from slowatch.core.alerting import RESERVED_LABELS
+from slowatch.core.alerting import burn_description, burn_summary, consumed_summary
 from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, ThroughputSLI, alert_rows, nominal_length
 from slowatch.core.promql import event_queries, go_float, quote
 from slowatch.core.windows import (
@@ -53,7 +53,7 @@ Labels = tuple[tuple[str, str], ...]
 """Ordered pairs: the writer keeps this order."""
 
 # Spec labels never override slowatch's own labels (the spec loader rejects them too).
-_OWN_LABELS = RESERVED_LABELS | {c.WINDOW_LABEL, c.SOURCE_LABEL}
+_OWN_LABELS = c.RESERVED_LABELS
 _MILLISECOND = timedelta(milliseconds=1)
 
 # The alert's value in annotation text (the template is expanded by Prometheus at each evaluation).
@@ -291,7 +291,7 @@ def budget_consumed_alert(slo: SLO, threshold: float) -> AlertingRule:
         ),
         annotations=_annotations(
             slo,
-            f"{slo.id} has consumed {value} of its {window} error budget (threshold {threshold:g}%)",
+            consumed_summary(slo, value, threshold),
             f"{value} of the error budget of the last {window} is consumed: objective "
             f"{slo.objective_percent:g}%, so {_percent(budget_fraction(slo))} of events may fail. "
             f"Fires at {threshold:g}% of the budget.",
@@ -302,8 +302,6 @@ def budget_consumed_alert(slo: SLO, threshold: float) -> AlertingRule:
 def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
     factor = row.factor(nominal_length(slo.window))
     threshold = go_float(factor)
-    # The budget share the threshold stands for, from the factor itself (it may be clamped).
-    share = 100 * factor * (parse_duration(row.long_window) / nominal_length(slo.window))
     value = VALUE_RATE + "x"
     return AlertingRule(
         alert=c.BUDGET_BURN,
@@ -320,11 +318,8 @@ def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
         ),
         annotations=_annotations(
             slo,
-            f"{slo.id} burns its error budget {value} as fast as sustainable over {row.long_window} "
-            f"({row.severity}: {row.long_window} and {row.short_window} at or above {factor:.4g}x)",
-            f"Burn rate {value} over {row.long_window}, confirmed over {row.short_window}, both at or above "
-            f"{factor:.4g}x: at that rate {share:.3g}% of the {slo.window.name} error budget is gone within "
-            f"{row.long_window}. Objective {slo.objective_percent:g}% over {slo.window.name}.",
+            burn_summary(slo, row, value),
+            f"{burn_description(slo, row, value)} Objective {slo.objective_percent:g}% over {slo.window.name}.",
         ),
     )
 

@@ -32,6 +32,7 @@ from slowatch.core.model import (
 )
 from slowatch.core.rules import RuleFile, rule_files
 from slowatch.core.windows import alert_windows_for
+from slowatch.files import write_atomically
 from slowatch.spec import load_specs
 from tests.support import rules_tests
 
@@ -134,11 +135,11 @@ def generated_test(slo: SLO, work: Path) -> tuple[Path, dict[str, Any]]:
     pairs = []
     for f in files:
         path = work / f"{f.kind}.yaml"
-        rulefiles.write_text(path, rulefiles.render_rule_file(f))
+        write_atomically(path, rulefiles.render_rule_file(f))
         pairs.append((path.name, f))
     doc = rules_tests.build_document(slo, pairs, rules_tests.scenarios_for(slo))
     test_file = work / "test.yaml"
-    rulefiles.write_text(test_file, rulefiles.render_mapping(doc, (f"promtool test rules for {slo.id}",)))
+    write_atomically(test_file, rulefiles.render_mapping(doc, (f"promtool test rules for {slo.id}",)))
     return test_file, doc
 
 
@@ -208,7 +209,7 @@ def test_a_step_group_evaluated_every_minute_would_count_every_event_five_times(
     slo = next(s for s in HAND_BUILT if s.id == "api/grpc-latency")
     test_file, doc = generated_test(slo, tmp_path)
     doc["evaluation_interval"] = "1m"
-    rulefiles.write_text(test_file, rulefiles.render_mapping(doc))
+    write_atomically(test_file, rulefiles.render_mapping(doc))
     result = run([tool("promtool"), "test", "rules", test_file.name], cwd=tmp_path)
     assert result.returncode != 0
     pairs = re.findall(r'exp: \{__name__="slowatch:slo_period_events_total:sum".*\} (\S+)\n\s*'

@@ -23,7 +23,8 @@ from slowatch.core.alerting import (
     step,
     views,
 )
-from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, State, evaluate, failed
+from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate, failed
+from slowatch.core.conventions import State
 from slowatch.core.model import SLO, AlertPolicy, RatioSLI, RollingWindow
 from slowatch.core.windows import BURN_RATE_WINDOWS, SRE_WORKBOOK_TABLE_5_8
 
