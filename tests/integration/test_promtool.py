@@ -8,7 +8,6 @@ packages prometheus (promtool) and victoria-metrics (vmalert).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import timedelta
@@ -35,6 +34,7 @@ from slowatch.core.windows import alert_windows_for
 from slowatch.files import write_atomically
 from slowatch.spec import load_specs
 from tests.support import rules_tests
+from tests.support.processes import VERSIONS, ProcessError, find_binary
 
 pytestmark = pytest.mark.integration
 
@@ -75,11 +75,22 @@ HAND_BUILT = [
 UNSUPPORTED = {"batch/raw-ratio", "ingest/hourly-bursts", "gateway/burst-throughput"}
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: install the Debian package (prometheus / victoria-metrics)", pytrace=False)
-    return path
+def tool(name: str, version: str) -> str:
+    try:
+        return find_binary(name, version=version)
+    except ProcessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+# Every rules test runs on both tool versions: Debian stable's and the current release (.tools/sid).
+@pytest.fixture(params=VERSIONS["promtool"], ids=[f"promtool-{v}" for v in VERSIONS["promtool"]])
+def promtool(request: pytest.FixtureRequest) -> str:
+    return tool("promtool", request.param)
+
+
+@pytest.fixture(params=VERSIONS["vmalert"], ids=[f"vmalert-{v}" for v in VERSIONS["vmalert"]])
+def vmalert(request: pytest.FixtureRequest) -> str:
+    return tool("vmalert", request.param)
 
 
 def run(argv: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -99,30 +110,30 @@ def ids(slos: Sequence[SLO]) -> list[Any]:
 
 @pytest.mark.parametrize("slos", [pytest.param(EXAMPLE, id="the example spec"),
                                   pytest.param(HAND_BUILT, id="every SLI kind and window kind")])
-def test_promtool_accepts_every_generated_file(slos: list[SLO], tmp_path: Path) -> None:
+def test_promtool_accepts_every_generated_file(slos: list[SLO], tmp_path: Path, promtool: str) -> None:
     files = rule_files(slos)
     paths = write(files, tmp_path)
     prometheus_rule = yaml.safe_load(rulefiles.render_prometheus_rule(files))
     unwrapped = tmp_path / "prometheusrule-groups.yaml"  # promtool reads the operator's spec, unwrapped
     unwrapped.write_text(yaml.safe_dump({"groups": prometheus_rule["spec"]["groups"]}))
-    result = run([tool("promtool"), "check", "rules", *map(str, paths), str(unwrapped)])
+    result = run([promtool, "check", "rules", *map(str, paths), str(unwrapped)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(paths) + 1
 
 
 @pytest.mark.parametrize("slos", [pytest.param(EXAMPLE, id="the example spec"),
                                   pytest.param(HAND_BUILT, id="every SLI kind and window kind")])
-def test_vmalert_loads_every_generated_file(slos: list[SLO], tmp_path: Path) -> None:
+def test_vmalert_loads_every_generated_file(slos: list[SLO], tmp_path: Path, vmalert: str) -> None:
     paths = write(rule_files(slos), tmp_path)
-    result = run([tool("vmalert"), *(f"-rule={p}" for p in paths), "-dryRun", "-loggerLevel=ERROR"])
+    result = run([vmalert, *(f"-rule={p}" for p in paths), "-dryRun", "-loggerLevel=ERROR"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_vmalert_dry_run_does_reject_a_broken_file(tmp_path: Path) -> None:
+def test_vmalert_dry_run_does_reject_a_broken_file(tmp_path: Path, vmalert: str) -> None:
     """The control for the test above: -dryRun validates expressions and templates."""
     broken = tmp_path / "broken.yaml"
     broken.write_text("groups:\n  - name: x\n    rules:\n      - record: a\n        expr: sum(rate(x[5m])\n")
-    assert run([tool("vmalert"), f"-rule={broken}", "-dryRun", "-loggerLevel=ERROR"]).returncode != 0
+    assert run([vmalert, f"-rule={broken}", "-dryRun", "-loggerLevel=ERROR"]).returncode != 0
 
 
 # --- promtool test rules with generated tests ----------------------------------------------------------
@@ -154,9 +165,9 @@ SUPPORTED = [s for s in EXAMPLE + HAND_BUILT if s.id not in UNSUPPORTED]
 
 
 @pytest.mark.parametrize("slo", ids(SUPPORTED))
-def test_generated_rules_alert_as_the_daemon_would(slo: SLO, tmp_path: Path) -> None:
+def test_generated_rules_alert_as_the_daemon_would(slo: SLO, tmp_path: Path, promtool: str) -> None:
     test_file, doc = generated_test(slo, tmp_path)
-    result = run([tool("promtool"), "test", "rules", test_file.name], cwd=tmp_path)
+    result = run([promtool, "test", "rules", test_file.name], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "SUCCESS" in result.stdout
 
@@ -203,14 +214,14 @@ def test_slis_without_synthesisable_series_say_so(slo: SLO) -> None:
         rules_tests.build_document(slo, [(f.kind, f) for f in rule_files([slo])], rules_tests.scenarios_for(slo))
 
 
-def test_a_step_group_evaluated_every_minute_would_count_every_event_five_times(tmp_path: Path) -> None:
+def test_a_step_group_evaluated_every_minute_would_count_every_event_five_times(tmp_path: Path, promtool: str) -> None:
     """Why the period group's interval is pinned to the step: promtool ignores group intervals,
     so evaluating at 1m shows what a Prometheus with a 1m group interval would record."""
     slo = next(s for s in HAND_BUILT if s.id == "api/grpc-latency")
     test_file, doc = generated_test(slo, tmp_path)
     doc["evaluation_interval"] = "1m"
     write_atomically(test_file, rulefiles.render_mapping(doc))
-    result = run([tool("promtool"), "test", "rules", test_file.name], cwd=tmp_path)
+    result = run([promtool, "test", "rules", test_file.name], cwd=tmp_path)
     assert result.returncode != 0
     pairs = re.findall(r'exp: \{__name__="slowatch:slo_period_events_total:sum".*\} (\S+)\n\s*'
                        r'got: \{__name__="slowatch:slo_period_events_total:sum".*\} (\S+)', result.stderr)
