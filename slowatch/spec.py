@@ -52,7 +52,7 @@ from slowatch.core.model import (
     Window,
 )
 from slowatch.core.promql import WINDOW_PLACEHOLDER
-from slowatch.core.windows import DurationError, parse_duration
+from slowatch.core.windows import DurationError, parse_duration, parse_latency
 from slowatch.errors import SpecError, SpecProblem
 
 __all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
@@ -233,10 +233,10 @@ def _histogram(value: str) -> str:
 
 
 def _threshold(value: object) -> float:
-    hint = "write a duration like 200ms or 2s, or a number of seconds like 0.25"
+    hint = "write a duration like 200ms, 2.5s or 1m, or a number of seconds like 0.25"
     if isinstance(value, str):
         try:
-            return parse_duration(value).total_seconds()
+            return parse_latency(value)
         except DurationError:
             raise ValueError(f"threshold must be a positive duration, got {value!r}: {hint}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -580,8 +580,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{advice}"
 
 
-def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[SLO]:
-    def problem(message: str, at: str = "") -> list[SLO]:
+_Entry = tuple[str | None, SLO | None]
+"""One item of a file's ``slos`` list: its SLO id when its service and name are usable, and its
+SLO when the whole file is valid."""
+
+
+def _declared_ids(data: dict[Any, Any]) -> list[_Entry]:
+    """The ids the entries declare, read from the raw data: a repeated name is reported even
+    when the rest of its entry, or of its file, is invalid."""
+    service, slos = data.get("service"), data.get("slos")
+    if not isinstance(slos, list):
+        return []
+    usable = isinstance(service, str) and _NAME.match(service)
+    return [
+        (f"{service}/{e['name']}", None)
+        if usable and isinstance(e, dict) and isinstance(e.get("name"), str) and _NAME.match(e["name"])
+        else (None, None)
+        for e in slos
+    ]
+
+
+def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[_Entry]:
+    def problem(message: str, at: str = "") -> list[_Entry]:
         problems.append(SpecProblem(file=file, path=at, message=message))
         return []
 
@@ -606,8 +626,8 @@ def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[SLO]:
         spec = FileSpec.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problems(file, exc))
-        return []
-    return [_to_slo(spec, slo, file) for slo in spec.slos]
+        return _declared_ids(data)
+    return [(slo.id, slo) for slo in (_to_slo(spec, entry, file) for entry in spec.slos)]
 
 
 def spec_files(
@@ -654,20 +674,23 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
     slos: list[SLO] = []
     first_seen: dict[str, tuple[str, int]] = {}
     for path, file in spec_files(paths, problems):
-        for index, slo in enumerate(_load_file(path, file, problems)):
-            if slo.id in first_seen:
-                other, other_index = first_seen[slo.id]
+        for index, (slo_id, slo) in enumerate(_load_file(path, file, problems)):
+            if slo_id is None:
+                continue
+            if slo_id in first_seen:
+                other, other_index = first_seen[slo_id]
                 where = f"slos[{other_index}]" if other == file else f"{other} at slos[{other_index}]"
                 problems.append(
                     SpecProblem(
                         file=file,
                         path=f"slos[{index}].name",
-                        message=f"duplicate SLO {slo.id}: already defined in {where}; rename one of them",
+                        message=f"duplicate SLO {slo_id}: already defined in {where}; rename one of them",
                     )
                 )
                 continue
-            first_seen[slo.id] = (file, index)
-            slos.append(slo)
+            first_seen[slo_id] = (file, index)
+            if slo is not None:
+                slos.append(slo)
     if problems:
         raise SpecError(problems)
     return slos

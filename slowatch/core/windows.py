@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,28 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0:
         raise DurationError(f"duration must be positive: {text!r}")
     return timedelta(seconds=seconds)
+
+
+# A latency threshold may be fractional ("2.5s", "0.25s", "1.5m"): a histogram's le bounds are
+# (le="2.5"). Windows keep Prometheus' integer grammar above: they become PromQL ranges.
+_LATENCY_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)")
+_LATENCY = re.compile(rf"^(?:{_LATENCY_PART.pattern})+$")
+_DECIMAL_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+
+
+def parse_latency(text: str) -> float:
+    """Seconds in a latency threshold: "200ms", "2.5s", "0.25s", "1.5m", "1m30s".
+
+    Computed in decimal and rounded once, so "300ms" and "0.3s" give exactly the float that
+    Prometheus reads from ``le="0.3"`` (300 * 0.001 in floats is 0.30000000000000004).
+    """
+    text = text.strip()
+    if not _LATENCY.match(text):
+        raise DurationError(f"not a latency: {text!r} (write e.g. 200ms, 2.5s, 0.25s or 1m)")
+    seconds = sum((Decimal(n) * _DECIMAL_UNITS[u] for n, u in _LATENCY_PART.findall(text)), Decimal(0))
+    if seconds <= 0:
+        raise DurationError(f"a latency must be positive: {text!r}")
+    return float(seconds)
 
 
 def format_duration(d: timedelta) -> str:

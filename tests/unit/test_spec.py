@@ -4,6 +4,8 @@ with its file, field path and a hint, all at once."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,36 @@ def test_a_full_file_loads_into_the_exact_core_dataclasses(tmp_path: Path) -> No
             lambda s: s.sli.threshold_seconds,
             2.0,
             id="a latency threshold of 2s is 2 seconds",
+        ),
+        pytest.param(
+            doc(sli={"latency": {**LATENCY, "threshold": "2.5s"}}),
+            lambda s: s.sli.threshold_seconds,
+            2.5,
+            id="a latency threshold of 2.5s is the le=2.5 bucket bound",
+        ),
+        pytest.param(
+            doc(sli={"latency": {**LATENCY, "threshold": "250ms"}}),
+            lambda s: s.sli.threshold_seconds,
+            0.25,
+            id="a latency threshold of 250ms is 0.25 seconds",
+        ),
+        pytest.param(
+            doc(sli={"latency": {**LATENCY, "threshold": "0.25s"}}),
+            lambda s: s.sli.threshold_seconds,
+            0.25,
+            id="a latency threshold of 0.25s is 0.25 seconds",
+        ),
+        pytest.param(
+            doc(sli={"latency": {**LATENCY, "threshold": "300ms"}}),
+            lambda s: s.sli.threshold_seconds,
+            float("0.3"),
+            id="300ms is exactly the float Prometheus reads from le=0.3, not 300 * 0.001",
+        ),
+        pytest.param(
+            doc(sli={"latency": {**LATENCY, "threshold": "1.5m"}}),
+            lambda s: s.sli.threshold_seconds,
+            90.0,
+            id="a latency threshold of 1.5m is 90 seconds",
         ),
         pytest.param(
             doc(sli={"latency": {"histogram": "h", "threshold": "1s"}}),
@@ -427,6 +459,16 @@ MISTAKES = [
         id="a negative latency threshold is refused",
     ),
     pytest.param(
+        doc(sli={"latency": {**LATENCY, "threshold": "2.5 s"}}),
+        [("slos[0].sli.latency.threshold", "must be a positive duration, got '2.5 s': write a duration like")],
+        id="a latency threshold with a space before its unit is refused",
+    ),
+    pytest.param(
+        doc(window="1.5d"),
+        [("slos[0].window", "not a duration: '1.5d'")],
+        id="a window stays a whole Prometheus duration",
+    ),
+    pytest.param(
         doc(sli={"latency": {**LATENCY, "threshold": None}}),
         [("slos[0].sli.latency.threshold", "got an empty value")],
         id="an empty latency threshold is refused",
@@ -584,6 +626,68 @@ def test_five_mistakes_in_one_file_are_five_problems(tmp_path: Path) -> None:
         (str(path), "slos[1].alertng"),
     ]
     assert "did you mean `alerting`?" in problems[4].message
+
+
+def _slo(name: str, **changes: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(BASE["slos"][0]), "name": name, **changes}
+
+
+def _file(slos: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(BASE), "slos": slos, **top}
+
+
+# Files with five mistakes each, one of them a repeated SLO name, and the (file, path) of each
+# problem in the order `slowatch check` prints them.
+REPEATED_NAMES = [
+    pytest.param(
+        {"a.yaml": _file(
+            [_slo("login", window="30x"), _slo("login", objective=0.999, alertng={})], labels={"slo": "x"}
+        )},
+        [("a.yaml", "labels.slo"), ("a.yaml", "slos[0].window"), ("a.yaml", "slos[1].objective"),
+         ("a.yaml", "slos[1].alertng"), ("a.yaml", "slos[1].name")],
+        id="a repeated name is reported although the repeated entry itself is invalid",
+    ),
+    pytest.param(
+        {"a.yaml": _file(
+            [_slo("login", objective=0.999), _slo("logout", window="30x"), _slo("signup", sli={}), _slo("login")],
+            labels={"state": "x"},
+        )},
+        [("a.yaml", "labels.state"), ("a.yaml", "slos[0].objective"), ("a.yaml", "slos[1].window"),
+         ("a.yaml", "slos[2].sli"), ("a.yaml", "slos[3].name")],
+        id="a repeated name is reported although other entries of the file are invalid",
+    ),
+    pytest.param(
+        {"a.yaml": _file([_slo("login")]),
+         "b.yaml": _file([_slo("logout", objective=100), _slo("login", window="30x", sli={}), _slo("x y")])},
+        [("b.yaml", "slos[0].objective"), ("b.yaml", "slos[1].window"), ("b.yaml", "slos[1].sli"),
+         ("b.yaml", "slos[2].name"), ("b.yaml", "slos[1].name")],
+        id="a name repeated from another file is reported although its own file is invalid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("files", "expected"), REPEATED_NAMES)
+def test_five_mistakes_with_a_repeated_name_are_five_problems(
+    tmp_path: Path, files: dict[str, dict[str, Any]], expected: list[tuple[str, str]]
+) -> None:
+    for name, content in files.items():
+        write(tmp_path, name, content)
+    problems = problems_of([tmp_path])
+    assert [(Path(p.file).name, p.path) for p in problems] == expected
+    assert sum("duplicate SLO auth/login: already defined in" in p.message for p in problems) == 1
+
+
+def test_slowatch_check_prints_one_line_per_mistake(tmp_path: Path) -> None:
+    [(files, expected)] = [p.values for p in REPEATED_NAMES[:1]]
+    path = write(tmp_path, "a.yaml", files["a.yaml"])
+    result = subprocess.run(
+        [sys.executable, "-m", "slowatch", "check", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[2] for line in lines] == [want for _, want in expected]
+    assert all(line.startswith(f"error: {path}: ") for line in lines)
 
 
 def test_problems_of_two_files_are_reported_together(tmp_path: Path) -> None:
