@@ -5,7 +5,6 @@
     ├── SourceError                talking to a Prometheus-compatible API failed
     │   ├── SourceUnavailable      connection refused, timeout, 5xx after retries (transient)
     │   └── QueryError             the server rejected the query, or its result is unusable
-    ├── DeliveryError              Alertmanager delivery failed (after retries)
     ├── GrafanaError               Grafana API refused or failed
     └── StateError                 the state directory cannot be read or written
 """
@@ -46,10 +45,6 @@ class SourceUnavailable(SourceError):
 
 
 class QueryError(SourceError):
-    pass
-
-
-class DeliveryError(SlowatchError):
     pass
 
 

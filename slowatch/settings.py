@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     alert_resend_interval: timedelta = timedelta(minutes=1)
     """Firing alerts are re-sent this often, well inside Alertmanager's resolve_timeout (5m)."""
     shard: str | None = None
+    external_url: str | None = None
+    """slowatch's URL as people reach it (behind a proxy, say); alerts then carry it as
+    Alertmanager's ``generatorURL``, pointing at ``/status/{service}/{slo}``."""
     """``K/N``: evaluate only the SLOs whose stable hash falls in shard K of N."""
 
     @field_validator("alertmanager_urls", mode="before")
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
             return [u.strip().rstrip("/") for u in v.split(",") if u.strip()]
         return v
 
-    @field_validator("prometheus_url", "grafana_url")
+    @field_validator("prometheus_url", "grafana_url", "external_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v

@@ -153,11 +153,10 @@ class AlertmanagerClient:
         *,
         session: requests.Session | None = None,
         pending: Mapping[str, Collection[str]] | None = None,
-        status_url: str | None = None,
     ) -> AlertmanagerClient:
         return cls(
             settings.alertmanager_urls, resend_interval=settings.alert_resend_interval, session=session,
-            pending=pending, status_url=status_url,
+            pending=pending, status_url=settings.external_url,
         )
 
     def deliver(self, book: AlertBook, now: datetime) -> DeliveryReport:

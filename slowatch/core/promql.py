@@ -9,7 +9,7 @@ one is expected is reported, never "take the first".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -186,12 +186,3 @@ def _show(labels: Mapping[str, str]) -> str:
     shown = {k: v for k, v in labels.items() if k not in (WINDOW_LABEL, KIND_LABEL)}
     return "{" + ",".join(f"{k}={quote(v)}" for k, v in sorted(shown.items())) + "}"
 
-
-def metric_names(slo: SLO) -> Sequence[str]:
-    """Series selectors that must exist for ``slo`` (for ``check --live``)."""
-    sli = slo.sli
-    if isinstance(sli, RatioSLI):
-        return [] if sli.raw else [s for s in (sli.total, sli.good, sli.errors) if s]
-    if isinstance(sli, LatencySLI):
-        return [selector_with(f"{sli.histogram}_bucket", sli.selector)]
-    return []

@@ -14,6 +14,7 @@ from requests.adapters import BaseAdapter
 
 from slowatch.adapters.alertmanager import AlertmanagerClient
 from slowatch.core.alerting import Alert, AlertBook, forget, labels_of
+from slowatch.settings import Settings
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 RESEND = timedelta(minutes=1)
@@ -80,6 +81,28 @@ def alert(name: str, starts_at: datetime = T0, ends_at: datetime | None = None) 
 FIRING = alert("Firing")
 RESOLVED = alert("Resolved", ends_at=T0 + timedelta(minutes=2))
 BOOK = AlertBook(firing=(FIRING,), resolved=(RESOLVED,))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({"SLOWATCH_EXTERNAL_URL": "https://slo.example/"}, "https://slo.example/status/auth/login",
+                     id="with SLOWATCH_EXTERNAL_URL an alert links to its SLO's status"),
+        pytest.param({}, None, id="without SLOWATCH_EXTERNAL_URL an alert has no generatorURL"),
+    ],
+)
+def test_the_generator_url_comes_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    monkeypatch.delenv("SLOWATCH_EXTERNAL_URL", raising=False)
+    for k, v in {"SLOWATCH_ALERTMANAGER_URLS": AM1, **env}.items():
+        monkeypatch.setenv(k, v)
+    transport = FakeTransport({"am-1:9093": ok})
+    session = requests.Session()
+    session.mount("http://", transport)
+    AlertmanagerClient.from_settings(Settings(), session=session).deliver(BOOK, T0 + timedelta(minutes=3))
+    (body,) = transport.to("am-1:9093")
+    assert body[1].get("generatorURL") == expected
 
 
 def test_every_url_gets_resolves_first_then_firing_alerts_valid_for_four_resends() -> None:
