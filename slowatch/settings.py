@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     alert_resend_interval: timedelta = timedelta(minutes=1)
     """Firing alerts are re-sent this often, well inside Alertmanager's resolve_timeout (5m)."""
     shard: str | None = None
+    """``K/N``: evaluate only the SLOs whose stable hash falls in shard K of N."""
     external_url: str | None = None
     """slowatch's URL as people reach it (behind a proxy, say); alerts then carry it as
     Alertmanager's ``generatorURL``, pointing at ``/status/{service}/{slo}``."""
-    """``K/N``: evaluate only the SLOs whose stable hash falls in shard K of N."""
 
     @field_validator("alertmanager_urls", mode="before")
     @classmethod

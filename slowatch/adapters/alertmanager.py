@@ -61,6 +61,9 @@ class Settings(Protocol):
     @property
     def alert_resend_interval(self) -> timedelta: ...
 
+    @property
+    def external_url(self) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class UrlStats:
