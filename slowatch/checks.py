@@ -8,14 +8,20 @@ bounds that do exist.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import promql_parser
 
-from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI, window_span
 from slowatch.core.promql import WINDOW_PLACEHOLDER, go_float, selector_with
+
+
+class SeriesSource(Protocol):
+    """What the check reads: Prometheus' series API (``adapters.prometheus.PrometheusSource``)."""
+
+    def series(self, selector: str, start: datetime, end: datetime) -> Sequence[Mapping[str, str]]: ...
 
 
 def selectors_in(expr: str) -> list[str]:
@@ -48,7 +54,7 @@ def _parse_le(value: str) -> float | None:
         return None
 
 
-def live_problems(slos: Sequence[SLO], source: PrometheusSource, at: datetime) -> list[str]:
+def live_problems(slos: Sequence[SLO], source: SeriesSource, at: datetime) -> list[str]:
     problems: list[str] = []
     for slo in slos:
         span = window_span(slo.window, at)
