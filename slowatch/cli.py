@@ -164,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("slowatch.daemon", "slowatch.generate", "slowatch.provision")
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,15 @@
-"""One evaluation cycle at a given instant: measure -> budget -> snapshot.
+"""Measure -> budget at a given instant: a ``Snapshot`` of every SLO's status.
 
-The instant is passed in, so a cycle is reproducible (``slowatch eval --at``). SLOs are measured
-concurrently on a bounded pool; one SLO's failure never touches another's result.
+The instant is passed in, so an evaluation is reproducible (``slowatch eval --at``). SLOs are
+measured concurrently on a bounded pool; one SLO's failure never touches another's result.
+
+Every failure lands in the SLO's outcome, whichever path measured it (one SLO at a time, or a
+batch), with a message fit for /status (a URL in it loses its user and password):
+
+    SourceUnavailable (source down)      stale: the previous values kept, alerts frozen
+    QueryError (query or data unusable)  error
+    any other exception (a bug)          error ("internal error: ..."), the exception kept with its
+                                         traceback in ``Outcome.failure`` for the caller to log
 """
 
 from __future__ import annotations
@@ -10,35 +18,28 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
 
+from slowatch.adapters.urls import scrub
 from slowatch.core import budget
 from slowatch.core.budget import BudgetStatus, Measurement
 from slowatch.core.model import SLO
 from slowatch.errors import QueryError, SourceError
+from slowatch.ports import BatchSource, Source
 
-
-class Source(Protocol):
-    """Measures one SLO at a time."""
-
-    def measure(self, slo: SLO, at: datetime) -> Measurement: ...
-
-
-@runtime_checkable
-class BatchSource(Protocol):
-    """Measures many SLOs together (shared queries); a failure is returned per SLO."""
-
-    def measure_all(
-        self, slos: Sequence[SLO], at: datetime, executor: Executor
-    ) -> Mapping[str, Measurement | SourceError]: ...
+__all__ = ["BatchSource", "Outcome", "Snapshot", "Source", "evaluate", "evaluate_one", "outcome"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One SLO's result: a status, and the source failure behind a stale one (if any)."""
+    """One SLO's result: a status, and the failure behind a stale or failed one (if any)."""
 
     status: BudgetStatus
-    failure: SourceError | None = None
+    failure: Exception | None = None
+
+    @property
+    def internal(self) -> bool:
+        """The failure is a bug (not the source's): it deserves a traceback in the log."""
+        return self.failure is not None and not isinstance(self.failure, SourceError)
 
 
 @dataclass(frozen=True)
@@ -51,27 +52,37 @@ class Snapshot:
         return tuple(o.status for o in self.outcomes)
 
     @property
-    def failures(self) -> tuple[SourceError, ...]:
+    def failures(self) -> tuple[Exception, ...]:
+        """Every failed evaluation (source failures and internal errors): the cycle failed."""
         return tuple(o.failure for o in self.outcomes if o.failure is not None)
 
 
 def evaluate_one(slo: SLO, source: Source, at: datetime, previous: BudgetStatus | None = None) -> Outcome:
     try:
-        return outcome(slo, source.measure(slo, at), at, previous)
-    except SourceError as exc:
-        return outcome(slo, exc, at, previous)
+        measured: Measurement | Exception = source.measure(slo, at)
     except Exception as exc:  # a bug for one SLO must not take the others down
-        return Outcome(budget.failed(slo, at, "error", f"internal error: {exc!r}"))
+        measured = exc
+    return outcome(slo, measured, at, previous)
 
 
-def outcome(slo: SLO, measured: Measurement | SourceError, at: datetime, previous: BudgetStatus | None) -> Outcome:
+def outcome(slo: SLO, measured: Measurement | Exception, at: datetime, previous: BudgetStatus | None) -> Outcome:
     if isinstance(measured, QueryError):
         # The query itself is wrong for this SLO (rejected, several series): an `error` state.
-        return Outcome(budget.failed(slo, at, "error", str(measured)), failure=measured)
+        return Outcome(budget.failed(slo, at, "error", scrub(str(measured))), failure=measured)
     if isinstance(measured, SourceError):
         # The source is down or overloaded: keep the last values, mark them stale.
-        return Outcome(budget.failed(slo, at, "stale", str(measured), previous), failure=measured)
-    return Outcome(budget.evaluate(slo, measured))
+        return Outcome(budget.failed(slo, at, "stale", scrub(str(measured)), previous), failure=measured)
+    if isinstance(measured, Exception):
+        return _internal(slo, at, measured)
+    try:
+        return Outcome(budget.evaluate(slo, measured))
+    except Exception as exc:
+        return _internal(slo, at, exc)
+
+
+def _internal(slo: SLO, at: datetime, exc: Exception) -> Outcome:
+    message = scrub(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
+    return Outcome(budget.failed(slo, at, "error", message), failure=exc)
 
 
 def evaluate(
@@ -95,23 +106,18 @@ def _run(
     pool: Executor,
 ) -> Snapshot:
     if isinstance(source, BatchSource):
+        measured: Mapping[str, Measurement | Exception]
         try:
             measured = source.measure_all(slos, at, pool)
-        except Exception as exc:  # a bug in planning must leave every SLO stale, not kill the cycle
-            measured = {s.id: SourceError(f"internal error: {exc!r}") for s in slos}
+        except Exception as exc:  # a bug in planning fails every SLO (one exception, logged once)
+            measured = dict.fromkeys((s.id for s in slos), exc)
         return Snapshot(at=at, outcomes=tuple(
-            _safe_outcome(slo, measured.get(slo.id, SourceError("not measured")), at, previous.get(slo.id))
-            for slo in slos
+            outcome(slo, measured.get(slo.id, _not_measured(slo)), at, previous.get(slo.id)) for slo in slos
         ))
     one: Source = source
     futures = [pool.submit(evaluate_one, slo, one, at, previous.get(slo.id)) for slo in slos]
     return Snapshot(at=at, outcomes=tuple(f.result() for f in futures))
 
 
-def _safe_outcome(
-    slo: SLO, measured: Measurement | SourceError, at: datetime, previous: BudgetStatus | None
-) -> Outcome:
-    try:
-        return outcome(slo, measured, at, previous)
-    except Exception as exc:
-        return Outcome(budget.failed(slo, at, "error", f"internal error: {exc!r}"))
+def _not_measured(slo: SLO) -> Exception:
+    return LookupError(f"the batched source returned no measurement for {slo.id}")

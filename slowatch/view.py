@@ -1,7 +1,7 @@
 """The read model the daemon serves: one immutable ``DaemonView`` per finished cycle.
 
-The daemon builds a new view after each evaluation cycle and publishes it with
-``ViewHolder.set``; HTTP requests and metric scrapes only ever read the latest one, so they never
+The cycle builds a new view after each evaluation and publishes it with
+``ViewHolder.publish``; HTTP requests and metric scrapes only ever read the latest one, so they never
 wait for Prometheus and never see a cycle half-applied.
 """
 
@@ -11,9 +11,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from slowatch.adapters.render import AlertView
 from slowatch.core.budget import BudgetStatus
+
+AlertView = Mapping[str, Any]
+"""One alert as /status shows it (``alerting.views``): alertname, severity, since, labels."""
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,7 @@ class ViewHolder:
     def set(self, view: DaemonView) -> None:
         with self._lock:
             self._view = view
+
+    # The ``ports.Publisher`` names.
+    publish = set
+    current = get

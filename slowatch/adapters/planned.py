@@ -62,7 +62,7 @@ class PlannedSource:
 
     def measure_all(
         self, slos: Sequence[SLO], at: datetime, executor: Executor
-    ) -> dict[str, Measurement | SourceError]:
+    ) -> dict[str, Measurement | Exception]:
         at = at.replace(microsecond=0)  # spans are whole seconds; so is every query of the cycle
         groups, alone = self._plan(slos)
         futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
@@ -71,14 +71,12 @@ class PlannedSource:
                 futures.append((chunk, executor.submit(self._measure_chunk, group, i, chunk, at)))
         for slo in alone:
             futures.append(((slo,), executor.submit(self._measure_alone, slo, at)))
-        out: dict[str, Measurement | SourceError] = {}
+        out: dict[str, Measurement | Exception] = {}
         for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
             try:
                 out.update(future.result())
-            except SourceError as exc:
-                out.update({s.id: exc for s in chunk})
-            except Exception as exc:  # a bug in one chunk leaves only that chunk's SLOs stale
-                out.update({s.id: SourceError(f"internal error measuring {s.id}: {exc!r}") for s in chunk})
+            except Exception as exc:  # per chunk, as it was raised (ports.BatchSource): a bug, with its
+                out.update({s.id: exc for s in chunk})  # traceback, becomes `error` in the engine
         return out
 
     def _measure_alone(self, slo: SLO, at: datetime) -> dict[str, Measurement | SourceError]:
