@@ -8,14 +8,14 @@ in another folder.
 One ``requests.Session`` carries the bearer token (a service account token from
 ``SLOWATCH_GRAFANA_TOKEN``). The token lives only in that session's headers: it is never logged
 and never part of an exception message (messages are scrubbed of it, in case a server echoes it).
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff; 401, 403 and 404
-become a ``GrafanaError`` that says what to change.
+Connection errors, timeouts, 429 and 5xx are retried with exponential backoff by the session's
+transport (``adapters/sessions.py``, urllib3's ``Retry``); 401, 403 and 404 become a
+``GrafanaError`` that says what to change.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,13 +23,17 @@ from urllib.parse import quote
 import requests
 from pydantic import SecretStr
 
+from slowatch.adapters.sessions import retrying_session
 from slowatch.adapters.urls import redact
 from slowatch.core.dashboards import FOLDER_TITLE, FOLDER_UID, Dashboard
 from slowatch.errors import GrafanaError
 
 __all__ = ["GrafanaClient", "ProvisionResult", "provision"]
 
+# Grafana answers 500 when its database hiccups; that is worth a retry too.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# POST is safe to repeat here: saving uses overwrite, and a repeated folder POST gets a 409 we check.
+RETRY_METHODS = ("GET", "POST")
 # Grafana assigns these on every save; comparing them would make every run an update.
 VOLATILE_KEYS = frozenset({"id", "version"})
 # What each step needs, for a 403 that says which role to grant.
@@ -54,7 +58,8 @@ class ProvisionResult:
 
 
 class GrafanaClient:
-    """A small client for the endpoints provisioning uses. Inject ``session`` and ``sleep`` in tests."""
+    """A small client for the endpoints provisioning uses. An injected ``session`` brings its own
+    retries; otherwise ``retries`` and ``backoff`` configure the shared retrying session."""
 
     def __init__(
         self,
@@ -65,15 +70,14 @@ class GrafanaClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._base = url.rstrip("/")
         self._shown_url = redact(self._base)
-        self._session = session or requests.Session()
+        self._session = session or retrying_session(
+            retries=retries, backoff=backoff, statuses=RETRY_STATUSES, methods=RETRY_METHODS
+        )
         self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
-        self._sleep = sleep
+        self._attempts = retries + 1
         self._secret = token.get_secret_value() if token is not None else ""
         self._session.headers["Accept"] = "application/json"
         if self._secret:
@@ -135,30 +139,24 @@ class GrafanaClient:
 
     def _call(self, method: str, path: str, *, what: str, kind: str, payload: Mapping[str, Any] | None = None,
               absent_ok: bool = False, conflict_ok: bool = False) -> requests.Response:
-        """One request, retried on transient failures; any other non-2xx becomes a GrafanaError
-        (a 404 is returned instead when ``absent_ok``: "not there yet" is an answer; a 409 when
-        ``conflict_ok``, for the caller to look into)."""
-        url = self._base + path
-        attempts = self._retries + 1
-        reason = ""
-        for attempt in range(attempts):
-            if attempt:
-                self._sleep(self._backoff * 2 ** (attempt - 1))
-            try:
-                resp = self._session.request(method, url, json=payload, timeout=self._timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason = f"{type(exc).__name__}"
-                continue
-            if resp.status_code in RETRY_STATUSES:
-                reason = f"HTTP {resp.status_code} {_message(resp)}".strip()
-                continue
-            if resp.ok or (absent_ok and resp.status_code == 404) or (conflict_ok and resp.status_code == 409):
-                return resp
-            raise GrafanaError(self._scrub(self._explain(resp, method, path, what, kind)))
-        raise GrafanaError(self._scrub(
-            f"Grafana at {self._shown_url} unavailable: {method} {path} ({what}) failed {attempts} times, "
-            f"last with {reason}; check that Grafana is running and reachable"
-        ))
+        """One request (the session retries transient failures); any other non-2xx becomes a
+        GrafanaError (a 404 is returned instead when ``absent_ok``: "not there yet" is an answer;
+        a 409 when ``conflict_ok``, for the caller to look into)."""
+        try:
+            resp = self._session.request(method, self._base + path, json=payload, timeout=self._timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise GrafanaError(self._unavailable(method, path, what, type(exc).__name__)) from None
+        if resp.status_code in RETRY_STATUSES:
+            raise GrafanaError(self._unavailable(method, path, what, f"HTTP {resp.status_code} {_message(resp)}"))
+        if resp.ok or (absent_ok and resp.status_code == 404) or (conflict_ok and resp.status_code == 409):
+            return resp
+        raise GrafanaError(self._scrub(self._explain(resp, method, path, what, kind)))
+
+    def _unavailable(self, method: str, path: str, what: str, reason: str) -> str:
+        return self._scrub(
+            f"Grafana at {self._shown_url} unavailable: {method} {path} ({what}) failed {self._attempts} times, "
+            f"last with {reason.strip()}; check that Grafana is running and reachable"
+        )
 
     def _explain(self, resp: requests.Response, method: str, path: str, what: str, kind: str) -> str:
         status = resp.status_code

@@ -30,6 +30,7 @@ from slowatch.core.conventions import (
     SERVICE_LABEL,
     SEVERITY_LABEL,
     SLO_LABEL,
+    STATE_LABEL,
     STATES,
     WINDOW_LABEL,
 )
@@ -67,20 +68,31 @@ class SLOCollector:
         return list(fam.values())
 
 
+# Labels of the SLO families beyond service and slo, kept here so that adding samples never reads
+# a family's private fields.
+_EXTRA_LABELS: dict[str, tuple[str, ...]] = {
+    "sli": (WINDOW_LABEL,), "burn_rate": (WINDOW_LABEL,), "state": (STATE_LABEL,),
+}
+
+
+def _label_names(family: str) -> tuple[str, ...]:
+    return (*SLO_LABELS, *_EXTRA_LABELS.get(family, ()))
+
+
 def _families() -> dict[str, GaugeMetricFamily]:
-    def g(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
-        return GaugeMetricFamily(f"slowatch_slo_{name}", doc, labels=[*SLO_LABELS, *extra])
+    def g(family: str, name: str, doc: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"slowatch_slo_{name}", doc, labels=list(_label_names(family)))
 
     return {
-        "objective": g("objective_ratio", "The SLO's objective as a fraction (0.999 for 99.9%)."),
-        "sli": g("sli_ratio", "Good events over total events in the SLO's window.", WINDOW_LABEL),
-        "remaining": g("error_budget_remaining_ratio",
+        "objective": g("objective", "objective_ratio", "The SLO's objective as a fraction (0.999 for 99.9%)."),
+        "sli": g("sli", "sli_ratio", "Good events over total events in the SLO's window."),
+        "remaining": g("remaining", "error_budget_remaining_ratio",
                        "Fraction of the window's error budget left (1 - consumed; negative once overspent)."),
-        "consumed": g("error_budget_consumed_ratio",
+        "consumed": g("consumed", "error_budget_consumed_ratio",
                       "Fraction of the window's error budget consumed (may exceed 1)."),
-        "burn_rate": g("burn_rate", "Error rate over the budgeted error rate, per window.", WINDOW_LABEL),
-        "state": g("state", "1 for the SLO's current state, 0 for the others.", "state"),
-        "exhaustion": g("exhaustion_timestamp_seconds",
+        "burn_rate": g("burn_rate", "burn_rate", "Error rate over the budgeted error rate, per window."),
+        "state": g("state", "state", "1 for the SLO's current state, 0 for the others."),
+        "exhaustion": g("exhaustion", "exhaustion_timestamp_seconds",
                         "When the budget runs out at the current (1h) burn rate; absent when it does not."),
         "alert_firing": GaugeMetricFamily(
             "slowatch_slo_alert_firing", "1 while an alert with these labels fires.", labels=list(ALERT_LABELS)
@@ -98,7 +110,7 @@ class _WithSpecLabels:
 
     def add_metric(self, family: str, values: list[str], value: float) -> None:
         f = self.fam[family]
-        labels = {**self.extra, **dict(zip(f._labelnames, values, strict=True))}
+        labels = {**self.extra, **dict(zip(_label_names(family), values, strict=True))}
         f.samples.append(Sample(f.name, labels, value, None))
 
 
