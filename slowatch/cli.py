@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slowatch import __version__
@@ -164,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision")
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision", "slowatch.regress")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,15 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-
-
-def duration_arg(text: str) -> timedelta:
-    from slowatch.core.windows import DurationError, parse_duration
-
-    try:
-        return parse_duration(text)
-    except DurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 if __name__ == "__main__":
