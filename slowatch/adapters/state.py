@@ -18,7 +18,8 @@ they can never disagree), written atomically (``slowatch.files``: a temporary fi
 
 ``ends_at`` null means firing. ``delivery`` maps each Alertmanager URL (credentials removed) to
 the ids of the resolved alerts it still has to receive. Times are RFC 3339 UTC at full precision,
-so a reloaded ``starts_at`` is exactly the one Alertmanager was sent.
+so a reloaded ``starts_at`` is exactly the one Alertmanager was sent. Reading checks the schema
+with pydantic (``_StateDoc``, strict), so a broken file names the field that is wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from slowatch.core.alerting import Alert, AlertBook, labels_of
 from slowatch.core.conventions import rfc3339
@@ -64,9 +67,8 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the alert state: {exc.strerror or exc}") from exc
         try:
-            return _decode(json.loads(text))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # ValueError covers JSONDecodeError and bad timestamps; the others, a wrong shape.
+            return _decode(text)
+        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
             raise StateError(
                 f"{self.path}: unreadable alert state ({_reason(exc)}); move it aside "
                 f"(mv {self.path} {self.path}.broken) and restart: slowatch then starts with no alert "
@@ -104,44 +106,61 @@ def _encode(book: AlertBook, pending: Mapping[str, Sequence[str]], now: datetime
     }
 
 
-def _decode(doc: Any) -> SavedState:
-    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+class _AlertDoc(BaseModel):
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    slo: str | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _named(cls, labels: dict[str, str]) -> dict[str, str]:
+        if "alertname" not in labels:
+            raise ValueError("no alertname")
+        return labels
+
+
+class _DeliveryDoc(BaseModel):
+    pending_resolved: list[str]
+
+
+class _StateDoc(BaseModel):
+    """The file's schema (version 1). Unknown keys are ignored, so an older slowatch reads a file
+    a newer one added optional keys to."""
+
+    kind: str
+    version: int
+    saved_at: AwareDatetime | None = None
+    alerts: list[_AlertDoc]
+    delivery: dict[str, _DeliveryDoc]
+
+
+def _decode(text: str) -> SavedState:
+    head = json.loads(text)  # the two checks first: another file or version is not "a broken field"
+    if not isinstance(head, dict) or head.get("kind") != KIND:
         raise ValueError(f"not a slowatch state file (expected \"kind\": \"{KIND}\")")
-    version = doc.get("version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"schema version {version!r}, this slowatch reads version {SCHEMA_VERSION}")
-    firing: list[Alert] = []
-    resolved: list[Alert] = []
-    for i, raw in enumerate(_list(doc["alerts"], "alerts")):
-        alert = _alert(raw, f"alerts[{i}]")
-        (firing if alert.firing else resolved).append(alert)
+    if head.get("version") != SCHEMA_VERSION:
+        raise ValueError(f"schema version {head.get('version')!r}, this slowatch reads version {SCHEMA_VERSION}")
+    doc = _StateDoc.model_validate_json(text, strict=True)
+    alerts = [
+        Alert(
+            labels=labels_of(a.labels),
+            annotations=labels_of(a.annotations),
+            starts_at=a.starts_at.astimezone(UTC),
+            ends_at=None if a.ends_at is None else a.ends_at.astimezone(UTC),
+            slo_id=a.slo,
+        )
+        for a in doc.alerts
+    ]
+    firing = [a for a in alerts if a.firing]
     if len({a.labels for a in firing}) != len(firing):
         raise ValueError("two firing alerts share a label set")
-    pending: dict[str, tuple[str, ...]] = {}
-    for url, entry in _dict(doc["delivery"], "delivery").items():
-        ids = _list(_dict(entry, f"delivery[{url!r}]")["pending_resolved"], f"delivery[{url!r}].pending_resolved")
-        pending[url] = tuple(_str(i, f"delivery[{url!r}].pending_resolved[]") for i in ids)
-    saved_at = doc.get("saved_at")
     return SavedState(
-        book=AlertBook(firing=tuple(sorted(firing, key=lambda a: a.labels)), resolved=tuple(resolved)),
-        pending=pending,
-        saved_at=None if saved_at is None else _parse_time(saved_at, "saved_at"),
-    )
-
-
-def _alert(raw: Any, where: str) -> Alert:
-    raw = _dict(raw, where)
-    labels = _str_map(raw["labels"], f"{where}.labels")
-    if "alertname" not in labels:
-        raise ValueError(f"{where}.labels: no alertname")
-    ends_at = raw.get("ends_at")
-    slo = raw.get("slo")
-    return Alert(
-        labels=labels_of(labels),
-        annotations=labels_of(_str_map(raw.get("annotations", {}), f"{where}.annotations")),
-        starts_at=_parse_time(raw["starts_at"], f"{where}.starts_at"),
-        ends_at=None if ends_at is None else _parse_time(ends_at, f"{where}.ends_at"),
-        slo_id=None if slo is None else _str(slo, f"{where}.slo"),
+        book=AlertBook(firing=tuple(sorted(firing, key=lambda a: a.labels)),
+                       resolved=tuple(a for a in alerts if not a.firing)),
+        pending={url: tuple(entry.pending_resolved) for url, entry in doc.delivery.items()},
+        saved_at=None if doc.saved_at is None else doc.saved_at.astimezone(UTC),
     )
 
 
@@ -149,36 +168,11 @@ def _time(t: datetime) -> str:
     return rfc3339(t, exact=True)
 
 
-def _parse_time(value: Any, where: str) -> datetime:
-    t = datetime.fromisoformat(_str(value, where))
-    if t.tzinfo is None:
-        raise ValueError(f"{where}: {value!r} has no timezone")
-    return t.astimezone(UTC)
-
-
-def _dict(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{where}: expected an object")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"{where}: expected a list")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _str_map(value: Any, where: str) -> dict[str, str]:
-    return {_str(k, where): _str(v, f"{where}.{k}") for k, v in _dict(value, where).items()}
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
     return str(exc)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")

@@ -107,12 +107,27 @@ def _with(path: str, value: Any) -> str:
         pytest.param("", "Expecting value", id="an empty file"),
         pytest.param(json.dumps([1, 2]), "not a slowatch state file", id="JSON that is not ours"),
         pytest.param(_with("version", 2), "schema version 2", id="a newer schema version"),
-        pytest.param(_with("alerts", {}), "alerts: expected a list", id="alerts not a list"),
-        pytest.param(_with("alerts.0.starts_at", "yesterday"), "Invalid isoformat", id="a time that is no time"),
-        pytest.param(_with("alerts.0.starts_at", "2026-11-27T12:00:00"), "no timezone", id="a naive time"),
-        pytest.param(_with("alerts.0.labels", {"alertname": 5}), "expected a string", id="a label that is no string"),
-        pytest.param(_with("alerts.0.labels", {"severity": "page"}), "no alertname", id="an alert without a name"),
-        pytest.param(_with("delivery", {"http://am": {}}), "missing field 'pending_resolved'", id="bookkeeping cut"),
+        pytest.param(_with("alerts", {}), "alerts: Input should be a valid array", id="alerts not a list"),
+        pytest.param(
+            _with("alerts.0.starts_at", "yesterday"), "alerts[0].starts_at: Input should be a valid datetime",
+            id="a time that is no time",
+        ),
+        pytest.param(
+            _with("alerts.0.starts_at", "2026-11-27T12:00:00"), "alerts[0].starts_at: Input should have timezone info",
+            id="a naive time",
+        ),
+        pytest.param(
+            _with("alerts.0.labels", {"alertname": 5}), "alerts[0].labels.alertname: Input should be a valid string",
+            id="a label that is no string",
+        ),
+        pytest.param(
+            _with("alerts.0.labels", {"severity": "page"}), "alerts[0].labels: Value error, no alertname",
+            id="an alert without a name",
+        ),
+        pytest.param(
+            _with("delivery", {"http://am": {}}), "delivery.http://am.pending_resolved: Field required",
+            id="bookkeeping cut",
+        ),
     ],
 )
 def test_a_broken_file_is_a_state_error_saying_to_move_it_aside(tmp_path: Path, text: str, reason: str) -> None:
