@@ -9,8 +9,11 @@ Grafana's file provider does not reload dashboards that did not change.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from slowatch.core.dashboards import (
     DATASOURCE_UID,
@@ -64,46 +67,43 @@ def write_provisioning(
     at ``dashboards_path``."""
     base = Path(out_dir) / "provisioning"
 
-    def q(value: str) -> str:  # a JSON string is a valid double-quoted YAML scalar
-        return json.dumps(value)
-
-    datasource = (
-        f"{_HEADER}"
-        "# The Prometheus the slowatch dashboards query; they name it by uid, so keep the uid.\n"
-        "apiVersion: 1\n"
-        "datasources:\n"
-        f"  - name: {q('Prometheus (slowatch)')}\n"
-        f"    uid: {q(datasource_uid)}\n"
-        "    type: prometheus\n"
-        "    access: proxy\n"
-        f"    url: {q(prometheus_url)}\n"
-        "    isDefault: false  # true would clash with another default datasource in the same Grafana\n"
-        "    editable: false\n"
-        "    jsonData:\n"
-        "      httpMethod: POST  # the overview's queries are long; POST has no URL length limit\n"
-        "      timeInterval: 30s  # the scrape interval, which $__rate_interval is computed from\n"
-    )
-    provider = (
-        f"{_HEADER}"
-        "apiVersion: 1\n"
-        "providers:\n"
-        "  - name: slowatch\n"
-        "    orgId: 1\n"
-        "    type: file\n"
-        f"    folder: {q(FOLDER_TITLE)}\n"
-        f"    folderUid: {q(FOLDER_UID)}\n"
-        "    disableDeletion: false  # an SLO removed from the spec takes its dashboard with it\n"
-        "    allowUiUpdates: false  # the spec is the source: edits in the UI would be overwritten\n"
-        "    updateIntervalSeconds: 30\n"
-        "    options:\n"
-        f"      path: {q(dashboards_path)}\n"
-        "      foldersFromFilesStructure: false\n"
+    datasource = {
+        "apiVersion": 1,
+        "datasources": [{
+            "name": "Prometheus (slowatch)", "uid": datasource_uid, "type": "prometheus", "access": "proxy",
+            "url": prometheus_url, "isDefault": False, "editable": False,
+            "jsonData": {"httpMethod": "POST", "timeInterval": "30s"},
+        }],
+    }
+    provider = {
+        "apiVersion": 1,
+        "providers": [{
+            "name": "slowatch", "orgId": 1, "type": "file", "folder": FOLDER_TITLE, "folderUid": FOLDER_UID,
+            "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 30,
+            "options": {"path": dashboards_path, "foldersFromFilesStructure": False},
+        }],
+    }
+    texts = (
+        _yaml(datasource, (
+            "The Prometheus the slowatch dashboards query; they name it by uid, so keep the uid.",
+            "isDefault: false, as true would clash with another default datasource in the same Grafana.",
+            "httpMethod: POST, as the overview's queries are long and POST has no URL length limit.",
+            "timeInterval: the scrape interval, which $__rate_interval is computed from.",
+        )),
+        _yaml(provider, (
+            "disableDeletion: false, so an SLO removed from the spec takes its dashboard with it.",
+            "allowUiUpdates: false, as the spec is the source: edits in the UI would be overwritten.",
+        )),
     )
     paths = [base / "datasources" / "slowatch.yaml", base / "dashboards" / "slowatch.yaml"]
-    for path, text in zip(paths, (datasource, provider), strict=True):
+    for path, text in zip(paths, texts, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         _write(path, text)
     return paths
+
+
+def _yaml(data: Mapping[str, Any], comment: Sequence[str]) -> str:
+    return _HEADER + "".join(f"# {line}\n" for line in comment) + yaml.safe_dump(data, sort_keys=False)
 
 
 def _generated(path: Path) -> bool:

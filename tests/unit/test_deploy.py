@@ -278,3 +278,19 @@ def test_the_compose_configs_pass_their_own_checkers(tool: str, args: list[str],
     out = subprocess.run([binary, *args, str(COMPOSE.parent / config)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://prometheus:9090", id="a plain URL"),
+        pytest.param("http://p:9090/#x: 'y' \"z\"", id="a URL with a comment sign, a colon and quotes"),
+        pytest.param("yes", id="a value YAML 1.1 would read as true"),
+    ],
+)
+def test_grafana_provisioning_yaml_loads_back_the_values_it_was_given(tmp_path: Path, url: str) -> None:
+    from slowatch.adapters.dashboard_files import write_provisioning
+
+    datasources, providers = write_provisioning(tmp_path, prometheus_url=url, dashboards_path=f"/d/{url}")
+    assert yaml.safe_load(datasources.read_text())["datasources"][0]["url"] == url
+    assert yaml.safe_load(providers.read_text())["providers"][0]["options"]["path"] == f"/d/{url}"
