@@ -17,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.support.processes import Alertmanager, start_alertmanager
+from tests.support.processes import ALERTMANAGER_VERSIONS, Alertmanager, start_alertmanager
 
 HOOK_PATH = "/hook"
 # Short groupings so notifications come within a second or two; a long repeat interval so any
@@ -30,6 +31,8 @@ REPEAT_INTERVAL = "1h"
 # How long a test waits for a notification Alertmanager should send after about GROUP_WAIT.
 NOTIFY_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 0.2
+# Every Alertmanager the tests run against: Debian stable's and the current release.
+ALERTMANAGERS = [pytest.param(v, id=f"alertmanager-{v}") for v in ALERTMANAGER_VERSIONS]
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,10 @@ def alertmanager_config(webhook_url: str) -> str:
     }, sort_keys=False)
 
 
-def launch_alertmanager(work_dir: Path, webhook: WebhookReceiver) -> Alertmanager:
+def launch_alertmanager(work_dir: Path, webhook: WebhookReceiver, version: str | None = None) -> Alertmanager:
     """A ready Alertmanager (free loopback port, no clustering) notifying ``webhook``.
     ``stop()`` then ``start()`` brings it back on the same port with the same storage."""
-    return start_alertmanager(work_dir, alertmanager_config(webhook.url))
+    return start_alertmanager(work_dir, alertmanager_config(webhook.url), version=version)
 
 
 def _parse_go_time(text: str) -> datetime:

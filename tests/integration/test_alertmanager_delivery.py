@@ -1,14 +1,18 @@
-"""Delivery against a real Alertmanager: what its webhook receiver is notified of, and when.
+"""Delivery against a real Alertmanager (each version of the matrix): what its webhook receiver is
+notified of, and when.
 
-The daemon's resend loop is played by the tests: ``pump()`` delivers with the wall clock, the
-way the daemon does every resend interval (shortened here so backoff and retries take seconds).
+The daemon's own ``Cycle`` runs here with the real ``AlertmanagerClient`` and the real state
+store; only the source is scripted (tests/unit/fakes.py), so a test says what Prometheus would
+measure and the cycle does the rest. ``evaluate()`` is one cycle at the wall clock (it delivers
+too); ``pump()`` is the resend job between cycles (its interval shortened, so backoff and retries
+take seconds).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,13 +20,15 @@ import pytest
 import requests
 
 from slowatch.adapters.alertmanager import AlertmanagerClient
-from slowatch.adapters.state import StateStore
-from slowatch.core.alerting import BUDGET_BURN, BUDGET_CONSUMED, AlertBook, forget, step
-from slowatch.core.budget import BudgetStatus
+from slowatch.adapters.metrics import new_registry
+from slowatch.adapters.state import SavedState, StateStore
+from slowatch.core.alerting import BUDGET_BURN, BUDGET_CONSUMED
 from slowatch.core.model import SLO, AlertPolicy, RatioSLI, RollingWindow
-from slowatch.core.windows import BURN_RATE_WINDOWS, SRE_WORKBOOK_TABLE_5_8
-from tests.integration.alertmanager_fixtures import Notified, WebhookReceiver, launch_alertmanager
+from slowatch.cycle import Cycle
+from slowatch.view import ViewHolder
+from tests.integration.alertmanager_fixtures import ALERTMANAGERS, Notified, WebhookReceiver, launch_alertmanager
 from tests.support.processes import Alertmanager, ProcessError
+from tests.unit.fakes import Answer, Ratios, ScriptedSource
 
 pytestmark = pytest.mark.integration
 
@@ -42,38 +48,45 @@ SLO_A = SLO(
     sli=RatioSLI(total="t", errors="e"), labels=(("team", "identity"),),
     alerting=AlertPolicy(runbook_url="https://runbooks.example/auth"),
 )
-PAGE_FAST = SRE_WORKBOOK_TABLE_5_8[0]
+# What the source measures for SLO_A (budget 0.05%): 60% of the budget consumed and nothing
+# burning now; recovered (10% consumed); and a fresh burn of 40x on the 1h and 5m windows only,
+# which fires exactly one alert, the fast page.
+CONSUMED_60 = Ratios(recent=0.0, window=0.0003)
+RECOVERED = Ratios(recent=0.0, window=0.00005)
+FAST_BURN = Ratios(recent=0.02, window=0.00005, burning=("5m", "1h"))
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def status(consumed: float, *, burning: bool = False) -> BudgetStatus:
-    return BudgetStatus(
-        slo=SLO_A, at=now(), state="burning" if burning else "ok", sli=1 - consumed * SLO_A.budget,
-        budget_total=SLO_A.budget, consumed=consumed, burn_rates=dict.fromkeys(BURN_RATE_WINDOWS, 20.0),
-        exhaustion_at=None, burning=(PAGE_FAST,) if burning else (),
-    )
-
-
-@dataclass
 class Daemon:
-    """The alerting half of the daemon: a book, a client, and the step/deliver/forget loop."""
+    """The daemon's cycle over a scripted source, started from ``store``'s saved state (an empty
+    one without a store), delivering to a real Alertmanager."""
 
-    client: AlertmanagerClient
-    book: AlertBook = field(default_factory=AlertBook)
+    def __init__(self, am: Alertmanager, pool: ThreadPoolExecutor, store: StateStore | None = None) -> None:
+        saved = store.load() if store else SavedState()
+        self.answer: Answer = RECOVERED
+        self.client = AlertmanagerClient([am.url], resend_interval=RESEND, max_backoff=MAX_BACKOFF,
+                                         pending=saved.pending)
+        holder = ViewHolder()
+        self.cycle = Cycle(
+            [SLO_A], source=ScriptedSource(lambda slo, at: self.answer), sink=self.client, store=store,
+            publisher=holder, telemetry=new_registry(holder, process=False)[1], executor=pool, book=saved.book,
+        )
 
-    def evaluate(self, s: BudgetStatus) -> None:
-        self.book, _ = step(self.book, [s], now(), evaluation_failing=False, known_slo_ids={SLO_A.id})
+    def evaluate(self, answer: Answer) -> None:
+        self.answer = answer
+        self.cycle.run(now())
 
     def pump(self) -> None:
-        report = self.client.deliver(self.book, now())
-        self.book = forget(self.book, report.delivered)
+        self.cycle.deliver(now())
 
 
-def new_daemon(am: Alertmanager, pending: Mapping[str, Collection[str]] | None = None) -> Daemon:
-    return Daemon(AlertmanagerClient([am.url], resend_interval=RESEND, max_backoff=MAX_BACKOFF, pending=pending))
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        yield executor
 
 
 def stop_after_notifying(am: Alertmanager) -> None:
@@ -103,10 +116,10 @@ def webhook() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-@pytest.fixture
-def alertmanager(tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
+@pytest.fixture(params=ALERTMANAGERS)
+def alertmanager(request: pytest.FixtureRequest, tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Alertmanager]:
     try:
-        am = launch_alertmanager(tmp_path / "alertmanager", webhook)
+        am = launch_alertmanager(tmp_path / "alertmanager", webhook, version=request.param)
     except ProcessError as exc:  # a missing binary fails the test: CI must install prometheus-alertmanager
         pytest.fail(str(exc), pytrace=False)
     yield am
@@ -114,11 +127,11 @@ def alertmanager(tmp_path: Path, webhook: WebhookReceiver) -> Iterator[Alertmana
 
 
 def test_a_firing_alert_is_notified_once_with_its_labels_and_annotations(
-    alertmanager: Alertmanager, webhook: WebhookReceiver
+    alertmanager: Alertmanager, webhook: WebhookReceiver, pool: ThreadPoolExecutor
 ) -> None:
-    daemon = new_daemon(alertmanager)
-    daemon.evaluate(status(0.6))
-    (alert,) = daemon.book.firing
+    daemon = Daemon(alertmanager, pool)
+    daemon.evaluate(CONSUMED_60)
+    (alert,) = daemon.cycle.book.firing
     webhook.wait_for(has("firing", BUDGET_CONSUMED), while_waiting=daemon.pump)
     quiet_period(daemon)  # re-sent every round, as the daemon does: still one notification
 
@@ -137,28 +150,31 @@ def test_a_firing_alert_is_notified_once_with_its_labels_and_annotations(
     assert stats.sent >= 2
 
 
-def test_a_resolve_is_notified_as_resolved(alertmanager: Alertmanager, webhook: WebhookReceiver) -> None:
-    daemon = new_daemon(alertmanager)
-    daemon.evaluate(status(0.6))
+def test_a_resolve_is_notified_as_resolved(
+    alertmanager: Alertmanager, webhook: WebhookReceiver, pool: ThreadPoolExecutor
+) -> None:
+    daemon = Daemon(alertmanager, pool)
+    daemon.evaluate(CONSUMED_60)
     webhook.wait_for(has("firing", BUDGET_CONSUMED), while_waiting=daemon.pump)
 
-    daemon.evaluate(status(0.1))
-    (resolved,) = daemon.book.resolved
+    daemon.evaluate(RECOVERED)  # resolves and delivers the resolve in the same cycle
     seen = webhook.wait_for(has("resolved", BUDGET_CONSUMED), while_waiting=daemon.pump)
     assert summary(seen) == [(BUDGET_CONSUMED, "firing"), (BUDGET_CONSUMED, "resolved")]
-    assert seen[-1].ends_at == resolved.ends_at
+    (firing,) = [n for n in seen if n.status == "firing"]
+    assert seen[-1].ends_at is not None and seen[-1].ends_at > firing.starts_at
     # Accepted by the only Alertmanager: it left the book and the bookkeeping.
-    assert daemon.book.resolved == ()
+    assert daemon.cycle.book.resolved == ()
     assert daemon.client.pending() == {alertmanager.url: ()}
 
 
-def test_nothing_is_lost_while_alertmanager_is_down(alertmanager: Alertmanager, webhook: WebhookReceiver) -> None:
-    daemon = new_daemon(alertmanager)
+def test_nothing_is_lost_while_alertmanager_is_down(
+    alertmanager: Alertmanager, webhook: WebhookReceiver, pool: ThreadPoolExecutor
+) -> None:
+    daemon = Daemon(alertmanager, pool)
     alertmanager.stop()
 
     # Fires while Alertmanager is down: counted, kept, retried with backoff.
-    daemon.evaluate(status(0.6))
-    daemon.pump()
+    daemon.evaluate(CONSUMED_60)
     daemon.pump()  # at once again: backing off, not attempted
     (stats,) = daemon.client.stats()
     assert (stats.errors, stats.consecutive_failures) == (1, 1)
@@ -169,9 +185,10 @@ def test_nothing_is_lost_while_alertmanager_is_down(alertmanager: Alertmanager, 
 
     # Down again: the alert resolves and a page fires meanwhile.
     stop_after_notifying(alertmanager)
-    daemon.evaluate(status(0.1, burning=True))
+    daemon.evaluate(FAST_BURN)
     daemon.pump()
-    assert len(daemon.book.resolved) == 1
+    assert [a.alertname for a in daemon.cycle.book.resolved] == [BUDGET_CONSUMED]
+    assert [(a.alertname, a.label("long_window")) for a in daemon.cycle.book.firing] == [(BUDGET_BURN, "1h")]
     assert daemon.client.stats()[0].errors == 2
 
     alertmanager.start()  # same port, same storage (its notification log)
@@ -183,29 +200,26 @@ def test_nothing_is_lost_while_alertmanager_is_down(alertmanager: Alertmanager, 
     assert summary(webhook.notified()) == summary(seen) == [
         (BUDGET_BURN, "firing"), (BUDGET_CONSUMED, "firing"), (BUDGET_CONSUMED, "resolved"),
     ]
-    assert not daemon.book.resolved
+    assert not daemon.cycle.book.resolved
     assert daemon.client.stats()[0].consecutive_failures == 0
 
 
 def test_a_restart_from_saved_state_sends_no_second_notification_and_keeps_starts_at(
-    tmp_path: Path, alertmanager: Alertmanager, webhook: WebhookReceiver
+    tmp_path: Path, alertmanager: Alertmanager, webhook: WebhookReceiver, pool: ThreadPoolExecutor
 ) -> None:
     store = StateStore(tmp_path / "state")
-    daemon = new_daemon(alertmanager)
-    daemon.evaluate(status(0.6))
-    (alert,) = daemon.book.firing
+    daemon = Daemon(alertmanager, pool, store)
+    daemon.evaluate(CONSUMED_60)
+    (alert,) = daemon.cycle.book.firing
     webhook.wait_for(has("firing", BUDGET_CONSUMED), while_waiting=daemon.pump)
-    store.save(daemon.book, daemon.client.pending(), now())
-    del daemon  # SIGKILL: nothing else survives
+    del daemon  # SIGKILL: only what the cycle saved survives
 
-    saved = store.load()
-    restarted = new_daemon(alertmanager, pending=saved.pending)
-    restarted.book = saved.book
-    restarted.evaluate(status(0.6))
+    restarted = Daemon(alertmanager, pool, store)
+    restarted.evaluate(CONSUMED_60)
     quiet_period(restarted)
 
     assert summary(webhook.notified()) == [(BUDGET_CONSUMED, "firing")]
-    (again,) = restarted.book.firing
+    (again,) = restarted.cycle.book.firing
     assert again.starts_at == alert.starts_at
     (active,) = requests.get(f"{alertmanager.url}/api/v2/alerts", timeout=10).json()
     assert active["status"]["state"] == "active"
@@ -216,24 +230,22 @@ def test_a_restart_from_saved_state_sends_no_second_notification_and_keeps_start
 
 
 def test_a_resolve_owed_at_a_crash_is_delivered_after_the_restart(
-    tmp_path: Path, alertmanager: Alertmanager, webhook: WebhookReceiver
+    tmp_path: Path, alertmanager: Alertmanager, webhook: WebhookReceiver, pool: ThreadPoolExecutor
 ) -> None:
     store = StateStore(tmp_path / "state")
-    daemon = new_daemon(alertmanager)
-    daemon.evaluate(status(0.6))
+    daemon = Daemon(alertmanager, pool, store)
+    daemon.evaluate(CONSUMED_60)
     webhook.wait_for(has("firing", BUDGET_CONSUMED), while_waiting=daemon.pump)
     stop_after_notifying(alertmanager)
-    daemon.evaluate(status(0.1))
-    daemon.pump()
-    (owed,) = daemon.book.resolved
+    daemon.evaluate(RECOVERED)  # the resolve cannot be delivered: owed, and saved as owed
+    (owed,) = daemon.cycle.book.resolved
     assert daemon.client.pending() == {alertmanager.url: (owed.id,)}
-    store.save(daemon.book, daemon.client.pending(), now())
+    assert store.load().pending == {alertmanager.url: (owed.id,)}
     del daemon
 
     alertmanager.start()
-    saved = store.load()
-    restarted = new_daemon(alertmanager, pending=saved.pending)
-    restarted.book = saved.book
+    restarted = Daemon(alertmanager, pool, store)
     seen = webhook.wait_for(has("resolved", BUDGET_CONSUMED), while_waiting=restarted.pump)
     assert summary(seen) == [(BUDGET_CONSUMED, "firing"), (BUDGET_CONSUMED, "resolved")]
-    assert restarted.book.resolved == ()
+    assert seen[-1].ends_at == owed.ends_at
+    assert restarted.cycle.book.resolved == ()

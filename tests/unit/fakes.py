@@ -37,15 +37,24 @@ class SteppedClock:
         return self.at
 
 
-def measured(at: datetime, *, recent: float, window: float) -> Measurement:
-    """Error ratio ``recent`` in every burn-rate window and ``window`` over the SLO's window."""
-    counts = {w: EventCounts(good=EVENTS * (1 - recent), total=EVENTS) for w in BURN_RATE_WINDOWS}
-    counts[SLO_WINDOW] = EventCounts(good=EVENTS * (1 - window), total=EVENTS)
-    return Measurement(at=at, counts=counts)
+@dataclass(frozen=True)
+class Ratios:
+    """Error ratios a scripted source reports: ``recent`` in the burn-rate windows named in
+    ``burning`` (every one by default; 0 in the others), ``window`` over the SLO's window."""
+
+    recent: float
+    window: float
+    burning: tuple[str, ...] = BURN_RATE_WINDOWS
+
+    def measurement(self, at: datetime) -> Measurement:
+        counts = {w: EventCounts(good=EVENTS * (1 - (self.recent if w in self.burning else 0.0)), total=EVENTS)
+                  for w in BURN_RATE_WINDOWS}
+        counts[SLO_WINDOW] = EventCounts(good=EVENTS * (1 - self.window), total=EVENTS)
+        return Measurement(at=at, counts=counts)
 
 
 # What a scripted source answers for one SLO at one instant: error ratios, or an exception to raise.
-Answer = tuple[float, float] | Exception
+Answer = Ratios | Exception
 Script = Callable[[SLO, datetime], Answer]
 
 
@@ -59,7 +68,7 @@ class ScriptedSource:
         answer = self.script(slo, at)
         if isinstance(answer, Exception):
             raise answer
-        return measured(at, recent=answer[0], window=answer[1])
+        return answer.measurement(at)
 
 
 class BatchedSource:

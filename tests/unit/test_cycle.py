@@ -29,6 +29,7 @@ from tests.unit.fakes import (
     BatchedSource,
     FakeAlertmanager,
     MemoryStore,
+    Ratios,
     Script,
     ScriptedSource,
     SteppedClock,
@@ -38,8 +39,8 @@ from tests.unit.fakes import (
 INTERVAL = timedelta(seconds=30)
 LOGIN, SIGNUP = slo("login"), slo("signup")
 # Error ratios (recent windows, whole SLO window) and what they make of a 99.9% SLO.
-HEALTHY: Answer = (0.0, 0.0001)  # ok: 10% of the budget consumed
-INCIDENT: Answer = (0.02, 0.0006)  # burning: 20x in every short window pages; 60% consumed
+HEALTHY = Ratios(recent=0.0, window=0.0001)  # ok: 10% of the budget consumed
+INCIDENT = Ratios(recent=0.02, window=0.0006)  # burning: 20x in every burn-rate window pages; 60% consumed
 INTERNAL_ERROR = "SLO evaluation failed with an internal error; the SLO is in state error"
 PASSWORD = "s3cret"
 
