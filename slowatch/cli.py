@@ -75,6 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from slowatch import engine
     from slowatch.adapters import render
+    from slowatch.core.conventions import FAILED_STATES
     from slowatch.adapters.planned import PlannedSource
     from slowatch.adapters.prometheus import PrometheusSource
     from slowatch.spec import load_specs
@@ -91,7 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(render.status_document(at, snapshot.statuses), indent=2))
     else:
         print(render.table(at, snapshot.statuses))
-    return EXIT_FAILED if any(s.state in ("error", "stale") for s in snapshot.statuses) else EXIT_OK
+    return EXIT_FAILED if any(s.state in FAILED_STATES for s in snapshot.statuses) else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
