@@ -75,9 +75,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from slowatch import engine
     from slowatch.adapters import render
-    from slowatch.core.conventions import FAILED_STATES
     from slowatch.adapters.planned import PlannedSource
     from slowatch.adapters.prometheus import PrometheusSource
+    from slowatch.core.conventions import FAILED_STATES
     from slowatch.spec import load_specs
 
     slos = load_specs(args.paths)
