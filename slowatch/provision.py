@@ -37,11 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_provision_grafana(args: argparse.Namespace) -> int:
     from slowatch.adapters.grafana import GrafanaClient, provision
     from slowatch.core.dashboards import build_dashboards
-    from slowatch.settings import Settings
+    from slowatch.settings import from_flags
     from slowatch.spec import load_specs
 
     slos = load_specs(args.paths)
-    settings = Settings(**({"grafana_url": args.grafana_url} if args.grafana_url else {}))
+    settings = from_flags({"grafana_url": args.grafana_url})
     if not settings.grafana_url:
         raise GrafanaError("no Grafana to provision: set SLOWATCH_GRAFANA_URL or pass --grafana-url")
     client = GrafanaClient(settings.grafana_url, settings.grafana_token)

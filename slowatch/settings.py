@@ -6,9 +6,10 @@ import time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,3 +72,10 @@ class Settings(BaseSettings):
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def from_flags(flags: Mapping[str, Any]) -> Settings:
+    """Settings from the environment, where a command-line flag of a setting's name wins (INTERFACES.md:
+    "a flag of the same name wins"). ``flags`` may hold anything (``vars(args)``): only settings count,
+    and a flag left out (None) does not override."""
+    return Settings(**{k: v for k, v in flags.items() if k in Settings.model_fields and v is not None})
