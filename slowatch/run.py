@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from slowatch.settings import Settings
+from slowatch.settings import Settings, from_flags
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment; a flag given on the command line wins."""
-    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-    return Settings(**flags)
+    return from_flags(vars(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
