@@ -147,6 +147,30 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     assert found == []
 
 
+def _private_uses(path: Path) -> list[str]:
+    """``module._name`` where ``module`` is a slowatch module imported by name (``from slowatch
+    import cli`` then ``cli._settings``): a private reached through an attribute, not an import."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and _within(node.module, "slowatch"):
+            bound.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
+                          if f"{node.module}.{a.name}" in MODULES})
+        elif isinstance(node, ast.Import):
+            bound.update({a.asname: a.name for a in node.names if a.asname and _within(a.name, "slowatch")})
+    return sorted(
+        f"{bound[node.value.id]}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+        and node.attr.startswith("_") and not node.attr.startswith("__")
+    )
+
+
+def test_no_module_reaches_a_private_name_of_another_through_an_attribute() -> None:
+    found = {_module_name(p): uses for p in sorted(PACKAGE.rglob("*.py")) if (uses := _private_uses(p))}
+    assert found == {}
+
+
 @pytest.mark.parametrize("edge", sorted(ADAPTER_EDGES))
 def test_every_listed_adapter_edge_is_used(edge: tuple[str, str]) -> None:
     assert edge[1] in _targets(edge[0]), f"{edge} is no longer used: remove it from ADAPTER_EDGES"
