@@ -13,8 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from slowatch import formats
 from slowatch.core.conventions import RESERVED_LABELS
 from slowatch.core.model import (
     SLI,
@@ -580,12 +582,15 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{advice}"
 
 
-_Entry = tuple[str | None, SLO | None]
-"""One item of a file's ``slos`` list: its SLO id when its service and name are usable, and its
-SLO when the whole file is valid."""
+_Entry = tuple[str | None, SLO | None, str]
+"""One SLO entry of a document: its SLO id when its service and name are usable, its SLO when
+the whole document is valid, and where its name is written (for a repeated name)."""
+
+_Relocate = Callable[[SpecProblem], SpecProblem]
+_Finish = Callable[[int, SLO], SLO]
 
 
-def _declared_ids(data: dict[Any, Any]) -> list[_Entry]:
+def _declared_ids(data: dict[Any, Any], relocate: _Relocate) -> list[_Entry]:
     """The ids the entries declare, read from the raw data: a repeated name is reported even
     when the rest of its entry, or of its file, is invalid."""
     service, slos = data.get("service"), data.get("slos")
@@ -593,41 +598,83 @@ def _declared_ids(data: dict[Any, Any]) -> list[_Entry]:
         return []
     usable = isinstance(service, str) and _NAME.match(service)
     return [
-        (f"{service}/{e['name']}", None)
-        if usable and isinstance(e, dict) and isinstance(e.get("name"), str) and _NAME.match(e["name"])
-        else (None, None)
-        for e in slos
+        (f"{service}/{e['name']}" if usable and isinstance(e, dict) and isinstance(e.get("name"), str)
+         and _NAME.match(e["name"]) else None, None, relocate(SpecProblem("", f"slos[{i}].name", "")).path)
+        for i, e in enumerate(slos)
     ]
 
 
-def _load_file(path: Path, file: str, problems: list[SpecProblem]) -> list[_Entry]:
-    def problem(message: str, at: str = "") -> list[_Entry]:
-        problems.append(SpecProblem(file=file, path=at, message=message))
-        return []
+def _read_documents(path: Path, file: str) -> tuple[list[Any], list[SpecProblem]]:
+    """The YAML documents of a file (several when separated by ``---``), or its one problem."""
+
+    def problem(message: str) -> tuple[list[Any], list[SpecProblem]]:
+        return [], [SpecProblem(file=file, path="", message=message)]
 
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return problem(f"cannot read the file: {exc}")
     try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         return problem(_yaml_problem(exc))
-    if data is None:
+    if not docs:
         return problem(f"the file is empty: a spec starts with `apiVersion: {API_VERSION}`, then service and slos")
+    return docs, []
+
+
+def _validate(
+    file: str, data: object, problems: list[SpecProblem], relocate: _Relocate, finish: _Finish
+) -> list[_Entry]:
+    """One slowatch/v1 document (written so, or translated from OpenSLO or Sloth) -> its SLOs."""
+
+    def problem(message: str, at: str = "") -> list[_Entry]:
+        problems.append(relocate(SpecProblem(file=file, path=at, message=message)))
+        return []
+
     if not isinstance(data, dict):
         return problem(f"expected a mapping with apiVersion, service and slos at the top, got {_show(data)}")
     # Another apiVersion is another schema: its other keys would only add noise.
     if "apiVersion" in data and data["apiVersion"] != API_VERSION:
         return problem(
-            f"unsupported apiVersion {_show(data['apiVersion'])}: write `apiVersion: {API_VERSION}`", "apiVersion"
+            f"unsupported apiVersion {_show(data['apiVersion'])}: write `apiVersion: {API_VERSION}` (slowatch "
+            f"also reads {', '.join(formats.FOREIGN_VERSIONS)})",
+            "apiVersion",
         )
     try:
         spec = FileSpec.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_problems(file, exc))
-        return _declared_ids(data)
-    return [(slo.id, slo) for slo in (_to_slo(spec, entry, file) for entry in spec.slos)]
+        problems.extend(relocate(p) for p in _problems(file, exc))
+        return _declared_ids(data, relocate)
+    return [
+        (slo.id, finish(i, slo), relocate(SpecProblem(file, f"slos[{i}].name", "")).path)
+        for i, slo in enumerate(_to_slo(spec, entry, file) for entry in spec.slos)
+    ]
+
+
+def _load_file(file: str, docs: list[Any], catalog: formats.Catalog, problems: list[SpecProblem]) -> list[_Entry]:
+    """Every document of a file, each in its format (told apart by apiVersion/version)."""
+    entries: list[_Entry] = []
+    for index, data in enumerate(docs):
+        if formats.is_foreign(data):
+            for native in formats.translate(data, formats.Where(file, index), catalog, problems):
+                entries += _validate(file, native.data, problems, native.relocate, native.finish)
+            continue
+        # One document keeps the plain paths; several are told apart as doc[i].
+        prefix = formats.Where(file, index).shown if len(docs) > 1 else ""
+        entries += _validate(file, data, problems, partial(_prefixed, prefix), _unchanged)
+    return entries
+
+
+def _prefixed(prefix: str, problem: SpecProblem) -> SpecProblem:
+    if not prefix:
+        return problem
+    path = f"{prefix}.{problem.path}" if problem.path and not problem.path.startswith("[") else prefix + problem.path
+    return SpecProblem(file=problem.file, path=path, message=problem.message)
+
+
+def _unchanged(_: int, slo: SLO) -> SLO:
+    return slo
 
 
 def spec_files(
@@ -672,23 +719,33 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
     Raises SpecError(problems) listing EVERY problem of EVERY file at once."""
     problems: list[SpecProblem] = []
     slos: list[SLO] = []
-    first_seen: dict[str, tuple[str, int]] = {}
-    for path, file in spec_files(paths, problems):
-        for index, (slo_id, slo) in enumerate(_load_file(path, file, problems)):
+    first_seen: dict[str, tuple[str, str]] = {}
+    # Read every file first: an OpenSLO reference may point into any of them. Each file's read
+    # problems are reported with its other problems, so they stay in argument order.
+    read = [(file, *_read_documents(path, file)) for path, file in spec_files(paths, problems)]
+    catalog = formats.Catalog()
+    for file, docs, _ in read:
+        for index, data in enumerate(docs):
+            if isinstance(data, dict):
+                catalog.add(data, formats.Where(file, index))
+    for file, docs, read_problems in read:
+        problems.extend(read_problems)
+        for slo_id, slo, name_at in _load_file(file, docs, catalog, problems):
             if slo_id is None:
                 continue
             if slo_id in first_seen:
-                other, other_index = first_seen[slo_id]
-                where = f"slos[{other_index}]" if other == file else f"{other} at slos[{other_index}]"
+                other, other_at = first_seen[slo_id]
+                where = other_at.removesuffix(".name")
+                where = where if other == file else f"{other} at {where}"
                 problems.append(
                     SpecProblem(
                         file=file,
-                        path=f"slos[{index}].name",
+                        path=name_at,
                         message=f"duplicate SLO {slo_id}: already defined in {where}; rename one of them",
                     )
                 )
                 continue
-            first_seen[slo_id] = (file, index)
+            first_seen[slo_id] = (file, name_at)
             if slo is not None:
                 slos.append(slo)
     if problems:

@@ -38,7 +38,7 @@ from slowatch.core.conventions import (
     TICKET,
     rfc3339,
 )
-from slowatch.core.model import SLO, nominal_length
+from slowatch.core.model import SLO, AlertExtras, nominal_length
 from slowatch.core.windows import CURRENT_BURN_WINDOW, BurnRateAlertWindow, parse_duration
 
 # The names live in core/conventions.py; re-exported because callers think of them as the alerts'.
@@ -241,18 +241,27 @@ def _plan_slo(plan: _Plan, status: BudgetStatus, dashboard_url: DashboardURL | N
                 slo, alertname=BUDGET_BURN, severity=row.severity,
                 long_window=row.long_window, short_window=row.short_window,
             )
-            plan.want[labels] = _Wanted(_annotations(slo, dashboard_url, *_burn_text(status, row)), slo.id)
+            text = _burn_text(status, row)
+            plan.want[labels] = _Wanted(_annotations(slo, dashboard_url, *text, row.severity), slo.id)
 
 
 def _labels(slo: SLO, **own: str) -> Labels:
     merged = {k: v for k, v in slo.labels if k not in RESERVED_LABELS}
+    merged.update((k, v) for k, v in _extras(slo, own["severity"]).labels if k not in RESERVED_LABELS)
     merged.update(service=slo.service, slo=slo.name, **own)
     merged[SOURCE_LABEL] = SOURCE_DAEMON
     return labels_of(merged)
 
 
-def _annotations(slo: SLO, dashboard_url: DashboardURL | None, summary: str, description: str) -> Labels:
+def _extras(slo: SLO, severity: str) -> AlertExtras:
+    return dict(slo.alerting.extras).get(severity, AlertExtras())
+
+
+def _annotations(
+    slo: SLO, dashboard_url: DashboardURL | None, summary: str, description: str, severity: str = TICKET
+) -> Labels:
     out = {"summary": summary, "description": description}
+    out.update(_extras(slo, severity).annotations)  # an imported summary replaces ours, as in Sloth
     if slo.alerting.runbook_url:
         out["runbook_url"] = slo.alerting.runbook_url
     url = dashboard_url(slo) if dashboard_url is not None else None

@@ -112,6 +112,15 @@ SLI = RatioSLI | LatencySLI | ThroughputSLI
 
 
 @dataclass(frozen=True)
+class AlertExtras:
+    """Labels and annotations added to the alerts of one severity (imported from Sloth's
+    ``alerting``): labels slowatch sets itself (RESERVED_LABELS) are refused when loading."""
+
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class AlertPolicy:
     budget_consumed: tuple[float, ...] = (50.0,)
     """Percents of the window's budget; an alert fires at each."""
@@ -119,6 +128,8 @@ class AlertPolicy:
     runbook_url: str | None = None
     no_data: Literal["ignore", "alert"] = "ignore"
     """What a window with no events does to alerts: nothing (default) or an SLONoData ticket."""
+    extras: tuple[tuple[str, AlertExtras], ...] = ()
+    """(severity, what its alerts also carry), e.g. Sloth's page_alert/ticket_alert labels."""
 
 
 @dataclass(frozen=True)
