@@ -30,6 +30,7 @@ from slowatch.components.history import StatusHistory
 from slowatch.core import alerting
 from slowatch.core.alerting import AlertBook
 from slowatch.core.budget import BudgetStatus
+from slowatch.core.conventions import rfc3339
 from slowatch.core.model import SLO
 from slowatch.errors import StateError
 from slowatch.ports import AlertSink, BatchSource, Publisher, Source, StateStore, Telemetry
@@ -115,7 +116,7 @@ class Cycle:
         for change in changes:
             a = change.alert
             log.warning(f"alert {change.kind}", alertname=a.alertname, labels=dict(a.labels),
-                        since=a.starts_at.isoformat())
+                        since=rfc3339(a.starts_at))
         self.deliver(at)
         with self._lock:
             self._ready = True
@@ -126,7 +127,7 @@ class Cycle:
         for s in snapshot.statuses:
             states[s.state] = states.get(s.state, 0) + 1
         level = log.warning if failures else log.info
-        level("evaluation finished", at=at.isoformat(), slos=len(slos), seconds=round(duration, 3), states=states,
+        level("evaluation finished", at=rfc3339(at), slos=len(slos), seconds=round(duration, 3), states=states,
               failures=len(failures), first_failure=scrub(str(failures[0])) if failures else None)
         return snapshot
 
