@@ -677,17 +677,22 @@ def test_five_mistakes_with_a_repeated_name_are_five_problems(
     assert sum("duplicate SLO auth/login: already defined in" in p.message for p in problems) == 1
 
 
-def test_slowatch_check_prints_one_line_per_mistake(tmp_path: Path) -> None:
-    [(files, expected)] = [p.values for p in REPEATED_NAMES[:1]]
-    path = write(tmp_path, "a.yaml", files["a.yaml"])
+@pytest.mark.parametrize(("files", "expected"), REPEATED_NAMES)
+def test_slowatch_check_prints_one_line_per_mistake(
+    tmp_path: Path, files: dict[str, dict[str, Any]], expected: list[tuple[str, str]]
+) -> None:
+    for name, content in files.items():
+        write(tmp_path, name, content)
     result = subprocess.run(
-        [sys.executable, "-m", "slowatch", "check", str(path)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "slowatch", "check", str(tmp_path)], capture_output=True, text=True, timeout=60,
+        check=False,
     )
     assert result.returncode == 1
     assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert [line.split(": ")[2] for line in lines] == [want for _, want in expected]
-    assert all(line.startswith(f"error: {path}: ") for line in lines)
+    assert [line.split(": ")[1:3] for line in result.stderr.splitlines()] == [
+        [str(tmp_path / file), path] for file, path in expected
+    ]
+    assert all(line.startswith("error: ") for line in result.stderr.splitlines())
 
 
 def test_problems_of_two_files_are_reported_together(tmp_path: Path) -> None:
