@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slowatch.core import alerting
+from slowatch.core import alerting, rules
 from slowatch.core.alerting import (
     BUDGET_BURN,
     BUDGET_CONSUMED,
@@ -368,3 +368,44 @@ def test_any_sequence_of_stale_statuses_changes_no_alert(previous: list[BudgetSt
         after, changes = run(book, stale, now=now, failing=True)
         assert changes == []
         assert after == book
+
+
+# --- one text for the daemon's alerts and the generated rules -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alertname", "number", "template"),
+    [
+        pytest.param(BUDGET_CONSUMED, "60.0%", rules.VALUE_PERCENT, id="budget consumed: the same summary"),
+        pytest.param(BUDGET_BURN, "2.00x", rules.VALUE_RATE + "x", id="burn rate: the same summary"),
+    ],
+)
+def test_the_daemon_and_the_generated_rule_say_the_same_with_their_own_value(
+    alertname: str, number: str, template: str
+) -> None:
+    s = status(consumed=0.6, burning=(PAGE_FAST,), state="burning", rate=2.0)
+    book, _ = run(AlertBook(), s)
+    daemon = next(dict(a.annotations) for a in book.firing if a.alertname == alertname)
+    group = rules.alerts_group(SLO_A)
+    assert group is not None
+    rule = next(
+        dict(r.annotations) for r in group.rules
+        if isinstance(r, rules.AlertingRule) and r.alert == alertname
+        and (alertname != BUDGET_BURN or dict(r.labels)["long_window"] == PAGE_FAST.long_window)
+    )
+    assert rule["summary"].replace(template, number) == daemon["summary"]
+
+
+def test_the_burn_description_differs_only_in_what_a_rule_cannot_know() -> None:
+    s = status(consumed=0.6, burning=(PAGE_FAST,), state="burning", rate=2.0)
+    book, _ = run(AlertBook(), s)
+    daemon = next(dict(a.annotations)["description"] for a in book.firing if a.alertname == BUDGET_BURN)
+    assert daemon.startswith(
+        "Burn rate 2.00x over 1h and 2.00x over 5m, both at or above 14.4x: at that rate 2% of the 30d "
+        "error budget is gone within 1h. SLI "
+    )
+    rule = rules.burn_rate_alert(SLO_A, PAGE_FAST)
+    assert dict(rule.annotations)["description"] == (
+        f"Burn rate {rules.VALUE_RATE}x over 1h, confirmed over 5m, both at or above 14.4x: at that rate 2% of "
+        "the 30d error budget is gone within 1h. Objective 99.95% over 30d."
+    )
