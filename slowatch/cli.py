@@ -86,8 +86,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     source = PlannedSource(PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
                                             retries=settings.query_retries))
     snapshot = engine.evaluate(slos, source, at, concurrency=settings.concurrency)
-    if snapshot.failures and all(o.failure for o in snapshot.outcomes):
-        raise snapshot.failures[0]
+    failures = [o.failure for o in snapshot.outcomes]
+    if failures and all(isinstance(f, SlowatchError) for f in failures) and isinstance(failures[0], SlowatchError):
+        raise failures[0]  # the source failed for every SLO: one line, exit 1
+    # An internal error (a bug) stays in its SLO's `error` column: the table still prints, exit 1.
     if args.format == "json":
         print(json.dumps(render.status_document(at, snapshot.statuses), indent=2))
     else:
@@ -165,7 +167,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision", "slowatch.regress")
+COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision", "slowatch.regress",
+                                       "slowatch.formats.convert")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -735,7 +735,7 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
                 continue
             if slo_id in first_seen:
                 other, other_at = first_seen[slo_id]
-                where = other_at.removesuffix(".name")
+                where = other_at.removesuffix(".name") if other_at.endswith("].name") else other_at
                 where = where if other == file else f"{other} at {where}"
                 problems.append(
                     SpecProblem(
