@@ -137,6 +137,7 @@ def _percent(value: Decimal) -> float | int:
 class _Reader:
     def __init__(self, where: Where, catalog: Catalog, problems: Problems, version: str) -> None:
         self.where, self.catalog, self.problems, self.version = where, catalog, problems, version
+        self.where_spec: dict[str, Any] = {}
 
     def fail(self, where: Where, message: str) -> None:
         self.problems.append(where.problem(message))
@@ -177,6 +178,7 @@ class _Reader:
             return []
         if name is None or service is None or window is None or method is None:
             return []
+        self.where_spec = spec
         natives = []
         for index, objective in enumerate(objectives):
             ow = s.at("objectives", index)
@@ -297,6 +299,8 @@ class _Reader:
         """The SLI's spec mapping and where it was written (inline, or the SLI object referenced)."""
         if self.version == V1ALPHA:
             ind = spec.get("indicator")
+            if ind is None:
+                return None  # v1alpha: ratioMetrics on each objective instead
             got = mapping(ind, s.at("indicator"), self.problems, "indicator: {thresholdMetric: ...}")
             return (got, s.at("indicator")) if got is not None else None
         inline, ref = spec.get("indicator"), spec.get("indicatorRef")
@@ -336,9 +340,8 @@ class _Reader:
         unknown_keys(source, ("metricSourceRef", "type", "spec"), mw, self.problems)
         ref, kind = source.get("metricSourceRef"), source.get("type")
         if ref is not None:
-            obj = self.catalog.find("DataSource", ref, mw.at("metricSourceRef"), self.problems)
-            if obj is not None:
-                _datasource_type(obj.data, obj.where, self.problems)
+            # Its type is checked where the DataSource is written (read(), once for every user).
+            self.catalog.find("DataSource", ref, mw.at("metricSourceRef"), self.problems)
         elif not (isinstance(kind, str) and kind.lower() == _PROMETHEUS):
             self.fail(mw.at("type"), f"metric source type {show(kind)} is not supported: slowatch reads "
                       "Prometheus (and Prometheus-compatible APIs); write `type: Prometheus` with spec.query")
@@ -415,7 +418,7 @@ class _Reader:
         description: object,
     ) -> Native | None:
         known: tuple[str, ...] = ("displayName", "op", "value", "target", "targetPercent", "timeSliceTarget",
-                                  "timeSliceWindow")
+                                  "timeSliceWindow", "indicator", "indicatorRef", "compositeWeight")
         if self.version == V1ALPHA:
             known = (*known, "ratioMetrics")
         unknown_keys(o, known, ow, self.problems)
@@ -427,6 +430,8 @@ class _Reader:
         if self.version == V1ALPHA and "ratioMetrics" in o:
             ratio = mapping(o["ratioMetrics"], ow.at("ratioMetrics"), self.problems, "ratioMetrics: {...}")
             indicator = ({"ratioMetrics": ratio}, ow) if ratio is not None else None
+        if indicator is None and self.version == V1ALPHA and "indicator" not in self.where_spec:
+            self.fail(ow, "an objective needs ratioMetrics, or the SLO an indicator (thresholdMetric)")
         if indicator is None or percent is None:
             return None
         display = o.get("displayName")
@@ -441,6 +446,7 @@ class _Reader:
             entry["description"] = description.strip()
         s = self.where.at("spec")
         native_places = {
+            "slos[0]": ow,
             "service": s.at("service"),
             "labels": self.where.at("metadata", "labels"),
             "slos[0].name": self.where.at("metadata", "name"),

@@ -62,7 +62,11 @@ class _Reader:
     def __init__(self, camel: bool, problems: Problems) -> None:
         self.camel, self.problems = camel, problems
 
-    def k(self, snake: str) -> str:
+    def k(self, snake: str, body: dict[str, Any] | None = None) -> str:
+        """The key as this format spells it; in a prometheus/v1 file, the camelCase spelling
+        too when that is the one written (Sloth's own examples/raw-home-wifi.yml does)."""
+        if body is not None and not self.camel and snake not in body and _key(snake, True) in body:
+            return _key(snake, True)
         return _key(snake, self.camel)
 
     def fail(self, where: Where, message: str) -> None:
@@ -103,6 +107,8 @@ class _Reader:
         for key in (self.k("slo_plugins"), "plugins"):
             self.plugins(slo.get(key), sw.at(key))
         places: dict[str, Where] = {
+            "slos[0]": sw,
+            "slos[0].sli": sw.at("sli"),
             "service": top.at("service"),
             "labels": top.at("labels"),
             "slos[0].name": sw.at("name"),
@@ -124,7 +130,7 @@ class _Reader:
         if slo.get("description"):
             entry["description"] = slo["description"]
         data = {"apiVersion": "slowatch/v1", "service": service, "labels": merged, "slos": [entry]}
-        return Native(data=data, where=sw, places=places, extras={0: extras} if extras else {})
+        return Native(data=data, where=top, places=places, extras={0: extras} if extras else {})
 
     def sli(self, value: object, w: Where, places: dict[str, Where]) -> dict[str, Any] | None:
         sli = mapping(value, w, self.problems, "sli: {events: {error_query: ..., total_query: ...}}")
@@ -145,11 +151,11 @@ class _Reader:
                       "(error_query and total_query with {{.window}})")
             return None
         if kind == "raw":
-            key = self.k("error_ratio_query")
+            key = self.k("error_ratio_query", body)
             unknown_keys(body, (key,), w.at("raw"), self.problems)
             places["slos[0].sli.ratio.errors_query"] = w.at("raw", key)
             return {"ratio": {"errors_query": body.get(key), "total_query": ONE_PER_WINDOW}}
-        error, total = self.k("error_query"), self.k("total_query")
+        error, total = self.k("error_query", body), self.k("total_query", body)
         unknown_keys(body, (error, total), w.at("events"), self.problems)
         places["slos[0].sli.ratio.errors_query"] = w.at("events", error)
         places["slos[0].sli.ratio.total_query"] = w.at("events", total)
@@ -161,7 +167,7 @@ class _Reader:
         a = mapping(value, w, self.problems, "alerting: {name: ..., page_alert: ..., ticket_alert: ...}")
         if a is None:
             return None, ()
-        page_key, ticket_key = self.k("page_alert"), self.k("ticket_alert")
+        page_key, ticket_key = self.k("page_alert", a), self.k("ticket_alert", a)
         unknown_keys(a, ("name", "labels", "annotations", page_key, ticket_key), w, self.problems)
         common_labels = self.pairs(a.get("labels"), w.at("labels"), labels=True)
         if isinstance(a.get("name"), str) and a["name"]:
