@@ -1,0 +1,110 @@
+"""`slowatch convert`: slowatch -> OpenSLO -> slowatch gives an identical model, for the example
+spec (the seed's 11 SLOs) and for hand-built SLOs of every kind; one file per service."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slowatch.cli import main
+from slowatch.core.model import (
+    SLO,
+    AlertExtras,
+    AlertPolicy,
+    CalendarWindow,
+    LatencySLI,
+    RatioSLI,
+    RollingWindow,
+    ThroughputSLI,
+)
+from slowatch.formats import writer
+from slowatch.spec import load_specs
+
+DEPLOY = Path(__file__).parents[2] / "deploy" / "slos"
+SLOTH = Path(__file__).parents[1] / "data" / "sloth" / "no-alerts.yml"
+
+
+def strip(slos: list[SLO]) -> list[SLO]:
+    return sorted((replace(s, source="") for s in slos), key=lambda s: s.id)
+
+
+def convert(capsys: pytest.CaptureFixture[str], to: str, out: Path, *paths: Path) -> tuple[int, str, str]:
+    code = main(["convert", *map(str, paths), "--to", to, "--out", str(out)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_example_spec_round_trips_through_openslo_to_an_identical_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = load_specs([DEPLOY])
+    assert len(original) == 11
+    code, out, err = convert(capsys, "openslo", tmp_path / "openslo", DEPLOY)
+    assert (code, err) == (0, "")
+    services = sorted({s.service for s in original})
+    assert sorted(p.stem for p in (tmp_path / "openslo").iterdir()) == services
+    assert out.count("wrote ") == len(services)
+    assert strip(load_specs([tmp_path / "openslo"])) == strip(original)
+    code, _, err = convert(capsys, "slowatch", tmp_path / "back", tmp_path / "openslo")
+    assert (code, err) == (0, "")
+    assert strip(load_specs([tmp_path / "back"])) == strip(original)
+
+
+EVERY_KIND = [
+    SLO("a", "errors-selector", 99.9, RollingWindow(timedelta(days=28)), RatioSLI(total="t_total", errors="e_total"),
+        description="selector ratio, errors", labels=(("team", "x"),),
+        alerting=AlertPolicy(budget_consumed=(50.0, 90.0), runbook_url="https://runbooks.example/a")),
+    SLO("a", "good-selector", 95.5, CalendarWindow("month", "Europe/Paris"),
+        RatioSLI(total='t_total{job="a"}', good='g_total{job="a"}'), labels=(("team", "x"),),
+        alerting=AlertPolicy(budget_consumed=(), burn_rate=False, no_data="alert")),
+    SLO("a", "raw", 99.0, CalendarWindow("week"),
+        RatioSLI(total="sum(increase(t[{{.window}}]))", errors="sum(increase(e[{{.window}}]))", raw=True),
+        alerting=AlertPolicy(budget_consumed=(25.0,), burn_rate=False)),
+    SLO("b", "latency", 97.0, RollingWindow(timedelta(days=7)),
+        LatencySLI("http_request_duration_seconds", '{job="b"}', 0.25), alerting=AlertPolicy(no_data="alert")),
+    SLO("b", "throughput", 99.5, RollingWindow(timedelta(hours=36)),
+        ThroughputSLI("sum(rate(r_total[1m]))", 12.5, timedelta(minutes=5))),
+]
+
+
+@pytest.mark.parametrize("slo", EVERY_KIND, ids=lambda s: f"a {s.name} SLO round-trips through OpenSLO")
+def test_every_kind_round_trips_through_openslo(tmp_path: Path, slo: SLO) -> None:
+    documents, notes = writer.to_openslo([slo])
+    assert notes == []
+    (tmp_path / "o.yaml").write_text(writer.dump(documents[slo.service]))
+    assert strip(load_specs([tmp_path / "o.yaml"])) == strip([slo])
+    documents, notes = writer.to_slowatch(load_specs([tmp_path / "o.yaml"]))
+    (tmp_path / "n.yaml").write_text(writer.dump(documents[slo.service]))
+    assert strip(load_specs([tmp_path / "n.yaml"])) == strip([slo])
+
+
+def test_services_with_several_label_sets_become_one_document_each_in_one_file() -> None:
+    documents, _ = writer.to_slowatch(EVERY_KIND)
+    assert [(d.get("labels"), [s["name"] for s in d["slos"]]) for d in documents["a"]] == [
+        ({"team": "x"}, ["errors-selector", "good-selector"]), (None, ["raw"])]
+
+
+def test_what_a_format_cannot_hold_is_a_note_never_dropped_silently(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extras = (("page", AlertExtras(labels=(("routing_key", "team"),))),)
+    slo = replace(EVERY_KIND[0], alerting=replace(EVERY_KIND[0].alerting, extras=extras))
+    _, notes = writer.to_openslo([slo])
+    assert notes == [
+        "a/errors-selector: OpenSLO has no field for the alert labels and annotations imported from Sloth "
+        "(page: labels {'routing_key': 'team'}, annotations {}); add them in Alertmanager (a route's labels "
+        "or templates), or keep loading the Sloth file"
+    ]
+
+
+def test_a_sloth_file_converts_to_openslo_with_its_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = convert(capsys, "openslo", tmp_path, SLOTH)
+    assert code == 0
+    docs = list(yaml.safe_load_all((tmp_path / "myapp.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["Service", "SLO"]
+    assert docs[1]["spec"]["objectives"] == [{"displayName": "http-availability", "target": 0.9999}]
+    assert strip(load_specs([tmp_path])) == strip(load_specs([SLOTH]))
