@@ -30,7 +30,7 @@ from slowatch.components.history import StatusHistory
 from slowatch.core import alerting
 from slowatch.core.alerting import AlertBook
 from slowatch.core.budget import BudgetStatus
-from slowatch.core.conventions import rfc3339
+from slowatch.core.conventions import SERVICE_LABEL, SLO_LABEL, rfc3339
 from slowatch.core.model import SLO
 from slowatch.errors import StateError
 from slowatch.ports import AlertSink, BatchSource, Publisher, Source, StateStore, Telemetry
@@ -191,7 +191,7 @@ class Cycle:
                 statuses=tuple(self._previous[s.id] for s in self._slos if s.id in self._previous),
                 alerts=alerting.views(self._book),
                 firing=[labels for labels in alerting.firing_labels(self._book)
-                        if labels.get("service") is None or f"{labels['service']}/{labels.get('slo')}" in ids],
+                        if SERVICE_LABEL not in labels or f"{labels[SERVICE_LABEL]}/{labels.get(SLO_LABEL)}" in ids],
                 ready=self._ready,
                 history=self._history.snapshot(),
                 spec_error=self._spec_error,

@@ -8,13 +8,12 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from slowatch.core.budget import BudgetStatus
+from slowatch.core.conventions import EVALUATED_STATES
 
 # The page charts the budget over this much recent time, at most this many points (one per
 # minute: enough to see an incident's shape, small enough to ship with every /status page).
 HISTORY_SPAN = timedelta(hours=6)
 HISTORY_POINTS = 360
-# States without a fresh budget: nothing to chart.
-_UNCHARTED = frozenset({"stale", "error", "no_data"})
 
 
 class StatusHistory:
@@ -25,7 +24,7 @@ class StatusHistory:
 
     def record(self, statuses: Sequence[BudgetStatus], at: datetime) -> None:
         for s in statuses:
-            if s.state in _UNCHARTED or s.sli is None:
+            if s.state not in EVALUATED_STATES or s.sli is None:  # no fresh budget: nothing to chart
                 continue
             points = self._series.setdefault(s.slo.id, deque(maxlen=self._points))
             if not points or at - points[-1][0] >= self._spacing:
