@@ -9,9 +9,9 @@ The daemon's cycle (``slowatch.daemon.Daemon.cycle``) calls ``slowatch.engine.ev
 long-lived thread pool of ``Settings().concurrency`` workers, the previous cycle's statuses, and
 the source it built at start: a ``PlannedSource`` (batched queries, hour ledger) over a
 ``PrometheusSource``. This builds the same, with ``stats=True`` so Prometheus reports the samples
-each query read (``stats=all``, totalQueryableSamples). ``--per-slo`` measures the other path,
-one query per SLO (``PrometheusSource.measure``, what the engine did before the plan, and still
-does for SLOs it cannot batch).
+each query read (``stats=all``, totalQueryableSamples). ``--per-slo`` measures the cost without
+the hour ledger: the same batched queries, every window read live over its whole range
+(``PlannedSource(ledger=False)``, what raw-query SLOs always cost).
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ def daemon_source(settings: Settings, *, per_slo: bool) -> tuple[engine.Source |
     """The source ``Daemon.__init__`` builds (with stats on), the PrometheusSource under it, a name."""
     prometheus = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
                                   retries=settings.query_retries, stats=True)
-    if per_slo:
-        return prometheus, prometheus, "per-slo"
     from slowatch.adapters.planned import PlannedSource
 
+    if per_slo:  # every window read live over its whole range: the cost without the hour ledger
+        return PlannedSource(prometheus, ledger=False), prometheus, "per-slo"
     return PlannedSource(prometheus), prometheus, "planned"
 
 

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import threading
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from datetime import datetime, timedelta
 
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.core.budget import Measurement
+from slowatch.core.measure import Span, le_spellings, read_answer
 from slowatch.core.model import SLO
 from slowatch.core.plan import (
     HOUR,
     Group,
     Ledger,
-    Span,
     assemble,
     bound_problems,
-    check_query,
     group_slos,
     ledger_hours,
     live_spans,
-    read_answer,
-    tagged_query,
     utc,
 )
-from slowatch.core.promql import KIND_LABEL, ResultError, le_spellings
+from slowatch.core.promql import KIND_LABEL, ResultError
 from slowatch.errors import QueryError, SourceError
 
 # Hours per backfill range query, and one backfill at a time: a 10,000-SLO start fills 30 days
@@ -42,35 +39,35 @@ HOUR_TAG = "hour"
 
 
 class PlannedSource:
-    """Measures many SLOs per query, long windows from the hour ledger."""
+    """Measures many SLOs per query, long windows from the hour ledger (``ledger=False``: every
+    window read live over its whole range, the cost model without a ledger)."""
 
-    def __init__(self, prometheus: PrometheusSource) -> None:
+    def __init__(self, prometheus: PrometheusSource, *, ledger: bool = True) -> None:
         self.prometheus = prometheus
+        self.use_ledger = ledger
         self.ledger = Ledger()
-        self._groups: tuple[tuple[SLO, ...], list[Group], list[SLO]] | None = None
+        self._groups: tuple[tuple[SLO, ...], list[Group]] | None = None
         self._lock = threading.Lock()
         self._backfill = threading.Lock()
 
-    def _plan(self, slos: Sequence[SLO]) -> tuple[list[Group], list[SLO]]:
+    def _plan(self, slos: Sequence[SLO]) -> list[Group]:
         key = tuple(slos)
         with self._lock:
             if self._groups is None or self._groups[0] != key:
-                groups, alone = group_slos(slos)
-                self._groups = (key, groups, alone)
+                groups = group_slos(slos)
+                self._groups = (key, groups)
                 self.ledger.retain(f"{g.signature}#{i}" for g in groups for i in range(len(g.chunks())))
-            return self._groups[1], self._groups[2]
+            return self._groups[1]
 
     def measure_all(
         self, slos: Sequence[SLO], at: datetime, executor: Executor
     ) -> dict[str, Measurement | Exception]:
         at = at.replace(microsecond=0)  # spans are whole seconds; so is every query of the cycle
-        groups, alone = self._plan(slos)
+        groups = self._plan(slos)
         futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
         for group in groups:
             for i, chunk in enumerate(group.chunks()):
                 futures.append((chunk, executor.submit(self._measure_chunk, group, i, chunk, at)))
-        for slo in alone:
-            futures.append(((slo,), executor.submit(self._measure_alone, slo, at)))
         out: dict[str, Measurement | Exception] = {}
         for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
             try:
@@ -79,37 +76,34 @@ class PlannedSource:
                 out.update({s.id: exc for s in chunk})  # traceback, becomes `error` in the engine
         return out
 
-    def _measure_alone(self, slo: SLO, at: datetime) -> dict[str, Measurement | SourceError]:
-        return {slo.id: self.prometheus.measure(slo, at)}
-
     def _measure_chunk(
         self, group: Group, index: int, chunk: tuple[SLO, ...], at: datetime
     ) -> dict[str, Measurement | SourceError]:
         context = f"{len(chunk)} SLOs ({chunk[0].id}{', ...' if len(chunk) > 1 else ''}) at={at.isoformat()}"
         ledger = self.ledger.group(f"{group.signature}#{index}")
-        keys = group.keys(chunk)
+        use_ledger = self.use_ledger and group.ledger
+        flavour = self.prometheus.flavour()
         role_keys = group.ledger_keys(chunk)
-        need = ledger_hours(chunk, at)
+        need = ledger_hours(chunk, at, use_ledger)
         missing = ledger.missing(need, role_keys)
         if missing:
             with self._backfill:
-                values = self._fetch_hours(group, chunk, keys, missing, context)
+                values = self._fetch_hours(group, chunk, missing, context)
             ledger.fill(missing, values, role_keys, keep_from=need.start if need else missing.start)
-        query = tagged_query(group.roles, live_spans(chunk, at), keys)
-        if group.check:
-            query += "\n  or " + check_query(group.check, keys["good"])
+        query = group.query(live_spans(chunk, at, use_ledger), chunk, flavour)
         samples = self.prometheus.query(query, at, context=context)
         try:
             answer = read_answer({**group.roles, **group.check}, ((s.labels, s.value) for s in samples))
         except ResultError as exc:
             raise QueryError(f"{context}: {exc}") from exc
         return {
-            slo.id: assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer)) for slo in chunk
+            slo.id: assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer),
+                           from_ledger=use_ledger)
+            for slo in chunk
         }
 
     def _fetch_hours(
-        self, group: Group, chunk: Sequence[SLO], keys: Mapping[str, Sequence[tuple[str, ...]]], hours: range,
-        context: str,
+        self, group: Group, chunk: Sequence[SLO], hours: range, context: str,
     ) -> dict[tuple[str, tuple[str, ...]], array[float]]:
         """Events of each whole hour in ``hours`` (hour ends), per ledger row, by range queries:
         ``values[row][i]`` counts the hour ending at ``hours[i]``. Each answer is folded into the
@@ -126,7 +120,7 @@ class PlannedSource:
                     if row_key not in rows:
                         rows.append(row_key)
         values = {rk: array("d", bytes(8 * len(hours))) for rks in targets.values() for rk in rks}
-        query = tagged_query(group.roles, {HOUR_TAG: Span(HOUR)}, keys)
+        query = group.query({HOUR_TAG: Span(HOUR)}, chunk, self.prometheus.flavour(), check=False)
         ends = list(hours)
         for i in range(0, len(ends), BACKFILL_PIECE):
             piece = ends[i:i + BACKFILL_PIECE]

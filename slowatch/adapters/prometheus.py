@@ -20,14 +20,16 @@ from typing import Any
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
-from urllib3.util.retry import Retry
 
-from slowatch.core.budget import Measurement
-from slowatch.core.model import SLO, window_span
-from slowatch.core.promql import ResultError, Sample, measurement_query, read_counts
+from slowatch.adapters.sessions import retrying_session
+from slowatch.core.measure import METRICSQL, PROMETHEUS, Flavour
+from slowatch.core.promql import Sample
 from slowatch.errors import QueryError, SourceUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5.0
+# A MetricsQL-only function: an engine that evaluates it is VictoriaMetrics, whose ``increase``
+# semantics (``core.measure.METRICSQL``) differ from PromQL's; PromQL engines reject it (400).
+METRICSQL_PROBE = "keep_last_value(vector(1))"
 # Statuses worth retrying: overload and gateway trouble. 4xx (bad query) never is.
 TRANSIENT_STATUSES = (429, 502, 503, 504)
 
@@ -49,25 +51,13 @@ class QueryStats:
 
 
 def make_session(retries: int = 3, backoff: float = 0.5) -> requests.Session:
-    session = requests.Session()
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=backoff,
-        status_forcelist=TRANSIENT_STATUSES,
-        allowed_methods=frozenset({"GET", "POST"}),  # queries are read-only, POST only for length
-        raise_on_status=False,
-    )
-    adapter = requests.adapters.HTTPAdapter(max_retries=retry, pool_maxsize=32)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    # POST is retried too: queries are read-only, POST only carries long ones.
+    return retrying_session(retries=retries, backoff=backoff, statuses=TRANSIENT_STATUSES, pool_size=32)
 
 
 class PrometheusSource:
-    """Measures SLOs with one instant query each."""
+    """A Prometheus-compatible query API: instant and range queries, series discovery, and which
+    query language flavour it speaks."""
 
     def __init__(
         self,
@@ -85,9 +75,11 @@ class PrometheusSource:
         self.stats = QueryStats()
         retry = self.session.get_adapter(self.url).max_retries  # type: ignore[attr-defined]
         # POST: batched queries outgrow URL limits; the body carries query and time.
-        self._client = PrometheusConnect(url=self.url, session=self.session, retry=retry, method="POST")
         # The library types its timeout as int; requests takes the (connect, read) pair we want.
-        self._client._timeout = self.timeout  # type: ignore[assignment]
+        self._client = PrometheusConnect(
+            url=self.url, session=self.session, retry=retry, method="POST", timeout=self.timeout,  # type: ignore[arg-type]
+        )
+        self._flavour: Flavour | None = None
 
     def _post(self, path: str, form: dict[str, Any], *, context: str) -> dict[str, Any]:
         """POST a query API call; the ``data`` of a successful answer, else a typed error."""
@@ -139,15 +131,19 @@ class PrometheusSource:
             raise QueryError(f"{context}: expected a range vector, got {data.get('resultType')}")
         return [(r.get("metric", {}), [(round(float(t)), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
-    def measure(self, slo: SLO, at: datetime) -> Measurement:
-        span = window_span(slo.window, at)
-        context = f"slo={slo.id} at={at.isoformat()}"
-        samples = self.query(measurement_query(slo, span), at, context=context)
-        try:
-            counts, problems = read_counts(slo, samples)
-        except ResultError as exc:
-            raise QueryError(f"{context}: {exc}") from exc
-        return Measurement(at=at, counts=counts, problems=problems)
+    def flavour(self) -> Flavour:
+        """``METRICSQL`` when the engine evaluates MetricsQL (VictoriaMetrics), else ``PROMETHEUS``;
+        asked once, on first use (a failure to reach the engine is raised, and asked again)."""
+        if self._flavour is None:
+            try:
+                response = self.session.post(f"{self.url}/api/v1/query", data={"query": METRICSQL_PROBE},
+                                             timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise SourceUnavailable(f"query language probe: {self.url} unreachable: {_short(exc)}") from exc
+            if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
+                raise SourceUnavailable(f"query language probe: {self.url} answered {response.status_code}")
+            self._flavour = METRICSQL if _json(response).get("status") == "success" else PROMETHEUS
+        return self._flavour
 
     # --- discovery for `check --live`, through prometheus-api-client ---
 

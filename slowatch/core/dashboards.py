@@ -43,9 +43,10 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 from grafana_foundation_sdk.models import text as tm
 
+from slowatch.core.measure import event_queries, range_ratio
 from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, ThroughputSLI, alert_rows, nominal_length
-from slowatch.core.promql import event_queries, go_float, quote
-from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, format_duration
+from slowatch.core.promql import go_float, quote
+from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, format_duration, parse_duration
 
 __all__ = [
     "DATASOURCE_UID",
@@ -479,7 +480,7 @@ def _event_targets(slo: SLO) -> tuple[list[tuple[str, str]], str, str]:
     else:
         rng = EVENT_RANGE
         divide, unit, axis = f" / {EVENT_RANGE_SECONDS}", "short", f"events/s ({rng} average)"
-    q = event_queries(slo, rng)
+    q = event_queries(slo, parse_duration(rng))
     total = q["total"]
     if "good" in q:
         good, bad = q["good"], f"({total}) - (({q['good']}) or vector(0))"
@@ -690,7 +691,7 @@ def performance_dashboard(
                             fmt=pm.PromQueryFormat.HEATMAP))
     )
     good = f"{requests_metric}{{{code_label}!~\"5..\"}}"
-    availability = f"100 * sum(increase({good}[$__range])) / sum(increase({requests_metric}[$__range]))"
+    availability = f"100 * {range_ratio(good, requests_metric, '$__range')}"
     p95 = f"1000 * histogram_quantile(0.95, sum by (le) (rate({bucket}[$__range])))"
     compliance = (
         _stat("Performance SLO Compliance", ds, unit="none",

@@ -11,8 +11,8 @@ what the ledger cannot know:
 * one *tail* per long window: the part of its first hour inside the window, ``(at - W, ⌈at - W⌉]``.
 
 A long window (1d, 3d, the SLO window) is then ``tail + Σ hours + head``: the same events as
-``increase(x[W])``, exact at sample-aligned instants (adjacent ``increase`` ranges share their edge
-sample, so they tile), at a cost of at most ~14 hours of samples per series whatever W is.
+one count over W, since adjacent spans share their boundary sample and tile (``core.measure``
+says how a span is counted), at a cost of at most ~14 hours of samples per series whatever W is.
 
 And batching: SLOs whose selectors differ only in equality matcher values (``service="a"`` vs
 ``service="b"``) share a *shape*, and one query ``sum by (service) (...)`` measures them all.
@@ -21,18 +21,28 @@ And batching: SLOs whose selectors differ only in equality matcher values (``ser
 from __future__ import annotations
 
 import math
-import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-
-import promql_parser
+from datetime import UTC, datetime
 
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
-from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI, window_span
-from slowatch.core.promql import KIND_LABEL, WINDOW_LABEL, ResultError, go_float, le_spellings, quote
-from slowatch.core.windows import BURN_RATE_WINDOWS, format_duration, parse_duration
+from slowatch.core.measure import (
+    Answer,
+    CounterRole,
+    Flavour,
+    Key,
+    MeasureRole,
+    Role,
+    Shape,
+    Span,
+    check_query,
+    shape_of,
+    tagged_query,
+)
+from slowatch.core.model import SLO, LatencySLI, window_span
+from slowatch.core.promql import go_float
+from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
 HOUR = 3600
 # Windows at least this long come from the ledger; shorter ones are read live each cycle.
@@ -43,77 +53,28 @@ CHUNK = 2000
 # scraped (or remote-written); until then it is read live with the head. Filling it earlier would
 # freeze an hour that is missing its last sample.
 SETTLE_SECONDS = 300
-MS = timedelta(milliseconds=1)
 # Relative rounding of a window read as the difference of two running sums of up to a few
 # thousand hours (each add rounds by one ulp, ~1e-16): far below any real data error.
 SUM_ROUNDING = 1e-9
 
-Role = str  # "good", "bad" or "total"
-Key = tuple[str, ...]
 
-_RANGE, _OFFSET, _KEYS = "@@RANGE@@", "@@OFFSET@@", "@@KEYS@@"
-
-
-@dataclass(frozen=True)
-class Span:
-    """Events in ``(at - offset - length, at - offset]``."""
-
-    length: int
-    offset: int = 0
-
-
-def _dur(seconds: float) -> str:
-    return format_duration(timedelta(seconds=seconds))
-
-
-# --- shapes and groups -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RoleTemplate:
-    """PromQL for one role of a group, with placeholders for the range, offset and key filter.
-
-    ``key_labels`` are the labels the group sums by (an SLO's key is their values); ``le`` is set
-    for a latency SLO's good events, which are also summed by ``le``.
-    """
-
-    text: str
-    key_labels: tuple[str, ...]
-    subquery: bool = False
-    le: bool = False
-
-    def render(self, span: Span, keys: Sequence[Key]) -> str:
-        # Subqueries count slices in a closed range; one millisecond less makes it (t - W, t] so
-        # adjacent ranges (hours, head, tail) never count a boundary slice twice. Counters' closed
-        # ranges are right as they are: adjacent increases share their edge sample and tile.
-        rng = timedelta(seconds=span.length) - (MS if self.subquery else timedelta(0))
-        offset = f" offset {_dur(span.offset)}" if span.offset else ""
-        return (self.text.replace(_RANGE, format_duration(rng)).replace(_OFFSET, offset)
-                .replace(_KEYS, _key_filter(self.key_labels, keys)))
-
-
-def _key_filter(labels: Sequence[str], keys: Sequence[Key]) -> str:
-    parts = []
-    for i, name in enumerate(labels):
-        values = sorted({k[i] for k in keys})
-        parts.append(f"{name}=~{quote('|'.join(re.escape(v) for v in values))}")
-    return ",".join(parts)
-
-
-RoleKeys = Mapping[Role, Key]
+# --- groups --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Group:
-    """SLOs measured by the same queries; ``members`` map each SLO id to its key per role."""
+    """SLOs measured by the same queries (``core.measure``): ``members`` map each SLO id to its key
+    per role. ``ledger``: long windows come from the hour ledger (not for raw queries, which are
+    read live over whole windows)."""
 
     signature: str
-    roles: Mapping[Role, RoleTemplate]
-    members: Mapping[str, RoleKeys]
+    roles: Mapping[Role, MeasureRole]
+    members: Mapping[str, Mapping[Role, Key]]
     slos: tuple[SLO, ...]
-    check: Mapping[str, RoleTemplate] = field(default_factory=dict)
+    check: Mapping[str, CounterRole] = field(default_factory=dict)
     thresholds: Mapping[str, float] = field(default_factory=dict)
     """Latency SLOs: slo id -> threshold (the good role is summed by ``le``)."""
+    ledger: bool = True
 
     def keys(self, slos: Iterable[SLO]) -> dict[Role, list[Key]]:
         out: dict[Role, set[Key]] = {r: set() for r in self.roles}
@@ -137,112 +98,30 @@ class Group:
     def chunks(self) -> list[tuple[SLO, ...]]:
         return [self.slos[i:i + CHUNK] for i in range(0, len(self.slos), CHUNK)]
 
-
-def _split(selector: str) -> tuple[str, list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """A selector's metric name, its other matchers (label, op, value) and its equality matchers."""
-    node = promql_parser.parse(selector)
-    if not isinstance(node, promql_parser.VectorSelector):
-        raise ValueError(f"not a series selector: {selector}")
-    name = node.name or ""
-    other: list[tuple[str, str, str]] = []
-    equal: list[tuple[str, str]] = []
-    ops = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
-    for m in node.matchers.matchers:
-        if m.name == "__name__" and str(m.op) == "MatchOp.Equal":
-            name = m.value
-        elif str(m.op) == "MatchOp.Equal" and m.value != "":
-            equal.append((m.name, m.value))
-        else:
-            other.append((m.name, ops[str(m.op)], m.value))
-    return name, sorted(other), sorted(equal)
+    def query(self, spans: Mapping[str, Span], slos: Sequence[SLO], flavour: Flavour, *, check: bool = True) -> str:
+        """The query for ``slos`` of the group: every span and role, and the bound check."""
+        keys = self.keys(slos)
+        thresholds = [self.thresholds[s.id] for s in slos if s.id in self.thresholds]
+        query = tagged_query(self.roles, spans, keys, thresholds, flavour)
+        if self.check and check:
+            query += "\n  or " + check_query(self.check, keys["good"], thresholds)
+        return query
 
 
-def _selector_template(metric: str, other: Sequence[tuple[str, str, str]], extra: str = "") -> str:
-    parts = [f"{n}{op}{quote(v)}" for n, op, v in other]
-    parts.append(_KEYS)
-    if extra:
-        parts.append(extra)
-    return f"{metric}{{{','.join(p for p in parts if p)}}}"
-
-
-def _counter_role(selector: str, *, suffix: str = "", le: str = "") -> tuple[RoleTemplate, Key, str]:
-    metric, other, equal = _split(selector)
-    labels = tuple(n for n, _ in equal)
-    key = tuple(v for _, v in equal)
-    by = ", ".join([*labels, "le"] if le else labels)
-    inner = _selector_template(metric + suffix, other, le)
-    text = f"sum by ({by}) (increase({inner}[{_RANGE}]{_OFFSET}))"
-    shape = f"{metric + suffix}|{other}|{labels}|{bool(le)}"
-    return RoleTemplate(text=text, key_labels=labels, le=bool(le)), key, shape
-
-
-def shape_of(slo: SLO) -> tuple[str, dict[Role, RoleTemplate], dict[Role, Key], dict[str, RoleTemplate]] | None:
-    """The batching shape of an SLO: (signature, role templates, key per role, check templates);
-    None when it cannot share queries (raw PromQL ratios are measured one SLO at a time)."""
-    sli = slo.sli
-    if isinstance(sli, RatioSLI):
-        if sli.raw:
-            return None
-        total, total_key, total_shape = _counter_role(sli.total)
-        part_selector = sli.good if sli.good is not None else sli.errors
-        assert part_selector is not None
-        role = "good" if sli.good is not None else "bad"
-        part, part_key, part_shape = _counter_role(part_selector)
-        return (f"ratio|{role}|{part_shape}|{total_shape}", {role: part, "total": total},
-                {role: part_key, "total": total_key}, {})
-    if isinstance(sli, LatencySLI):
-        sel = sli.histogram + (sli.selector if sli.selector.strip() else "{}")
-        le_matcher = f"le=~{quote('@@LE@@')}"
-        good, key, shape = _counter_role(sel, suffix="_bucket", le=le_matcher)
-        total, _, _ = _counter_role(sel, suffix="_count")
-        metric, matchers, _ = _split(sel)
-        by = ", ".join(good.key_labels)
-        buckets = _selector_template(metric + "_bucket", matchers, le_matcher)
-        check = {
-            "bound_series": RoleTemplate(f"count by ({by}, le) ({buckets})", good.key_labels, le=True),
-            "all_series": RoleTemplate(f"count by ({by}) ({_selector_template(metric + '_count', matchers)})",
-                                       good.key_labels),
-        }
-        return f"latency|{shape}", {"good": good, "total": total}, {"good": key, "total": key}, check
-    assert isinstance(sli, ThroughputSLI)
-    step = format_duration(sli.slice)
-    q, m = sli.query, go_float(sli.minimum)
-    good = RoleTemplate(f"sum_over_time((({q}) >= bool {m})[{_RANGE}:{step}]{_OFFSET})", (), subquery=True)
-    total = RoleTemplate(f"count_over_time(({q})[{_RANGE}:{step}]{_OFFSET})", (), subquery=True)
-    # The signature names what the counts mean, so a reload that changes the query, minimum or
-    # slice starts a new ledger instead of mixing hours counted two ways.
-    return (f"throughput|{slo.id}|{q}|{m}|{step}", {"good": good, "total": total},
-            {"good": (), "total": ()}, {})
-
-
-def group_slos(slos: Iterable[SLO]) -> tuple[list[Group], list[SLO]]:
-    """Groups of SLOs that share queries, and the SLOs that must be measured alone."""
-    by_sig: dict[str, tuple[dict[Role, RoleTemplate], dict[str, RoleTemplate], list[tuple[SLO, RoleKeys]]]] = {}
-    alone: list[SLO] = []
+def group_slos(slos: Iterable[SLO]) -> list[Group]:
+    """The SLOs grouped by shape: each group is measured by shared queries."""
+    by_sig: dict[str, tuple[Shape, list[SLO]]] = {}
     for slo in slos:
         shape = shape_of(slo)
-        if shape is None:
-            alone.append(slo)
-            continue
-        sig, roles, key, check = shape
-        by_sig.setdefault(sig, (roles, check, []))[2].append((slo, key))
+        by_sig.setdefault(shape.signature, (shape, []))[1].append(slo)
     groups = []
-    for sig, (roles, check, members) in sorted(by_sig.items()):
-        thresholds = {s.id: s.sli.threshold_seconds for s, _ in members if isinstance(s.sli, LatencySLI)}
+    for sig, (shape, members) in sorted(by_sig.items()):
         groups.append(Group(
-            signature=sig, roles=_with_le(roles, thresholds), members={s.id: k for s, k in members},
-            slos=tuple(s for s, _ in members), check=_with_le(check, thresholds), thresholds=thresholds,
+            signature=sig, roles=shape.roles, members={s.id: shape_of(s).keys for s in members},
+            slos=tuple(members), check=shape.check, ledger=shape.ledger,
+            thresholds={s.id: s.sli.threshold_seconds for s in members if isinstance(s.sli, LatencySLI)},
         ))
-    return groups, alone
-
-
-def _with_le(templates: Mapping[str, RoleTemplate], thresholds: Mapping[str, float]) -> dict[str, RoleTemplate]:
-    if not thresholds:
-        return dict(templates)
-    spellings = sorted({s for t in thresholds.values() for s in le_spellings(t)})
-    regex = "|".join(re.escape(s) for s in spellings).replace("\\", "\\\\")
-    return {r: RoleTemplate(t.text.replace("@@LE@@", regex), t.key_labels, t.subquery, t.le)
-            for r, t in templates.items()}
+    return groups
 
 
 # --- the plan of one cycle -------------------------------------------------------------------
@@ -275,23 +154,24 @@ def ledger_end(at: int) -> int:
     return (at - SETTLE_SECONDS) // HOUR * HOUR
 
 
-def window_plans(slo: SLO, at: datetime) -> list[WindowPlan]:
+def window_plans(slo: SLO, at: datetime, ledger: bool = True) -> list[WindowPlan]:
+    """How each window is counted; without the ``ledger`` every window is read live."""
     plans = []
     for w in BURN_RATE_WINDOWS:
         seconds = int(parse_duration(w).total_seconds())
-        plans.append(WindowPlan(w, seconds, seconds < LEDGER_MIN_WINDOW))
+        plans.append(WindowPlan(w, seconds, not ledger or seconds < LEDGER_MIN_WINDOW))
     elapsed = math.floor(window_span(slo.window, at).elapsed.total_seconds())
     if elapsed > 0:
-        plans.append(WindowPlan(SLO_WINDOW, elapsed, elapsed < LEDGER_MIN_WINDOW))
+        plans.append(WindowPlan(SLO_WINDOW, elapsed, not ledger or elapsed < LEDGER_MIN_WINDOW))
     return plans
 
 
-def live_spans(slos: Iterable[SLO], at: datetime) -> dict[str, Span]:
+def live_spans(slos: Iterable[SLO], at: datetime, ledger: bool = True) -> dict[str, Span]:
     """Tag -> span of everything read live this cycle for these SLOs."""
     t = int(at.timestamp())
     spans: dict[str, Span] = {}
     for slo in slos:
-        for p in window_plans(slo, at):
+        for p in window_plans(slo, at, ledger):
             if p.live:
                 spans[f"w{p.seconds}"] = Span(p.seconds)
                 continue
@@ -300,61 +180,6 @@ def live_spans(slos: Iterable[SLO], at: datetime) -> dict[str, Span]:
             if tail:
                 spans[f"tail{p.seconds}"] = tail
     return spans
-
-
-def tagged_query(templates: Mapping[str, RoleTemplate], spans: Mapping[str, Span],
-                 keys: Mapping[Role, Sequence[Key]]) -> str:
-    """One query for every (span, role), each sample labelled with its tag and role."""
-    parts = []
-    for tag, span in spans.items():
-        for role, template in templates.items():
-            expr = template.render(span, keys[role])
-            expr = f'label_replace({expr}, "{WINDOW_LABEL}", {quote(tag)}, "", "")'
-            parts.append(f'label_replace({expr}, "{KIND_LABEL}", {quote(role)}, "", "")')
-    return "\n  or ".join(parts)
-
-
-def check_query(templates: Mapping[str, RoleTemplate], keys: Sequence[Key]) -> str:
-    """The latency bound check (instant selectors: one sample per series)."""
-    parts = []
-    for kind, t in templates.items():
-        expr = t.text.replace(_KEYS, _key_filter(t.key_labels, keys))
-        parts.append(f'label_replace({expr}, "{KIND_LABEL}", {quote(kind)}, "", "")')
-    return "\n  or ".join(parts)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """Values read from one tagged query: (tag, role, key) -> value; ``le`` values are summed
-    per threshold by ``value``."""
-
-    values: Mapping[tuple[str, str, Key], float]
-    by_le: Mapping[tuple[str, str, Key], Mapping[str, float]]
-
-    def value(self, tag: str, role: str, key: Key, threshold: float | None = None) -> float:
-        if threshold is None:
-            return self.values.get((tag, role, key), 0.0)
-        per_le = self.by_le.get((tag, role, key), {})
-        return sum(per_le.get(s, 0.0) for s in le_spellings(threshold))
-
-
-def read_answer(templates: Mapping[str, RoleTemplate], samples: Iterable[tuple[Mapping[str, str], float]]) -> Answer:
-    values: dict[tuple[str, str, Key], float] = {}
-    by_le: dict[tuple[str, str, Key], dict[str, float]] = {}
-    for labels, value in samples:
-        tag = labels.get(WINDOW_LABEL, "")
-        role = labels.get(KIND_LABEL, "")
-        t = templates.get(role)
-        if t is None:
-            continue
-        key = tuple(labels.get(n, "") for n in t.key_labels)
-        if t.le:
-            by_le.setdefault((tag, role, key), {})[labels.get("le", "")] = value
-            continue
-        if (tag, role, key) in values:
-            raise ResultError(f"{tag} {role}: several series for key {key}; aggregate the query")
-        values[(tag, role, key)] = value
-    return Answer(values, by_le)
 
 
 # --- the ledger --------------------------------------------------------------------------------
@@ -453,15 +278,17 @@ class Ledger:
 
 
 def assemble(
-    slo: SLO, group: Group, at: datetime, answer: Answer, ledger: GroupLedger, problems: Sequence[str] = ()
+    slo: SLO, group: Group, at: datetime, answer: Answer, ledger: GroupLedger, problems: Sequence[str] = (),
+    *, from_ledger: bool = True,
 ) -> Measurement:
-    """One SLO's counts per window from this cycle's answer and the group's ledger."""
+    """One SLO's counts per window from this cycle's answer and the group's ledger (unless the
+    source reads every window live: ``from_ledger=False``)."""
     t = int(at.timestamp())
     keys = group.members[slo.id]
     threshold = group.thresholds.get(slo.id)
     counts_bad = "bad" in group.roles
     counts: dict[str, EventCounts] = {}
-    for p in window_plans(slo, at):
+    for p in window_plans(slo, at, from_ledger and group.ledger):
         per_role: dict[str, float] = {}
         for role, template in group.roles.items():
             key = keys[role]
@@ -482,12 +309,12 @@ def assemble(
     return Measurement(at=at, counts=counts, problems=tuple(problems))
 
 
-def ledger_hours(slos: Iterable[SLO], at: datetime) -> range:
+def ledger_hours(slos: Iterable[SLO], at: datetime, ledger: bool = True) -> range:
     """Every hour end any ledger window of these SLOs needs at ``at``."""
     t = int(at.timestamp())
     lo = None
     for slo in slos:
-        for p in window_plans(slo, at):
+        for p in window_plans(slo, at, ledger):
             if not p.live:
                 r = p.hours(t)
                 if r:

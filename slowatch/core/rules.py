@@ -3,7 +3,7 @@
 Per SLO three groups (names and series in ``core/conventions.py``):
 
 ``windows``  (the global evaluation interval) good and total events per burn-rate window, built
-             by ``promql.event_queries`` exactly as the daemon measures them, then the SLI and the
+             by ``measure.event_queries`` exactly as the daemon measures them, then the SLI and the
              burn rate per window, the objective and the error budget.
 ``period``   (interval 5m) the SLO window, event-weighted: each evaluation records the events of
              the last 5m (a *step*); the window's good and total are the sums of its steps, and
@@ -21,9 +21,11 @@ Why the period stays exact:
   instant, so a step sits exactly one window back, and Prometheus 2 ranges include both ends
   (``[30d]`` would hold 8641 steps). Timestamps are whole milliseconds, so ``[30d - 1ms]`` is
   exactly the left-open ``(t - 30d, t]`` of Prometheus 3 and VictoriaMetrics.
-* Counters tile with closed ranges (a sample on a step boundary is the end of one increase and
-  the start of the next). Throughput slices do not: a subquery point on the boundary would count
-  in two steps, so their step range is ``5m - 1ms`` as well.
+* A step counts the events between the last samples at or before ``t - 5m`` and ``t``
+  (``measure.counter_events``: a difference of instant values), so steps tile at any evaluation
+  instant, the hashed offset of a real rule group included: the sum of a window's steps is the
+  count between two samples, exact, whatever the engine's range boundaries. Throughput slices
+  count the subquery points in ``(t - 5m, t]`` (``measure.slice_events``).
 
 Calendar windows (a month, a week) have no fixed range, so they get no period rules and no
 budget-consumed alert (a comment in the output says so); their burn-rate alerts use the nominal
@@ -34,18 +36,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Literal
 
 from slowatch.core import conventions as c
 from slowatch.core.alerting import burn_description, burn_summary, consumed_summary
-from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, ThroughputSLI, alert_rows, nominal_length
-from slowatch.core.promql import event_queries, go_float, quote
+from slowatch.core.measure import event_queries, steps_sum
+from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, alert_rows, nominal_length
+from slowatch.core.promql import go_float, quote
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     BurnRateAlertWindow,
-    format_duration,
     parse_duration,
 )
 
@@ -54,7 +55,6 @@ Labels = tuple[tuple[str, str], ...]
 
 # Spec labels never override slowatch's own labels (the spec loader rejects them too).
 _OWN_LABELS = c.RESERVED_LABELS
-_MILLISECOND = timedelta(milliseconds=1)
 
 # The alert's value in annotation text (the template is expanded by Prometheus at each evaluation).
 VALUE_PERCENT = "{{ humanizePercentage $value }}"
@@ -139,11 +139,6 @@ def threshold_label(percent: float) -> str:
     return f"{percent:g}"
 
 
-def left_open(duration: str) -> str:
-    """A range holding ``(t - duration, t]`` under Prometheus 2's closed ranges (see module doc)."""
-    return format_duration(parse_duration(duration) - _MILLISECOND)
-
-
 # --- selectors and labels -----------------------------------------------------------------------
 
 
@@ -170,30 +165,20 @@ def selector(metric: str, slo: SLO, window: str | None = None) -> str:
 
 
 def event_counts(slo: SLO, rng: str) -> tuple[str, str]:
-    """PromQL for (good, total) events in the last ``rng``, from ``promql.event_queries``.
+    """PromQL for (good, total) events in the last ``rng``, from ``measure.event_queries``.
 
     An absent errors (or good) series means none of those events happened, as in the daemon:
     ``or vector(0)``, else an SLO whose 5xx series never existed would have no SLI at all. Raw
     queries are summed so their one sample has no labels and matches ``vector(0)``. Latency
     buckets and throughput slices are not defaulted: when the count exists their series do too.
     """
-    q = event_queries(slo, rng)
-    sli = slo.sli
-    if not isinstance(sli, RatioSLI):
+    q = event_queries(slo, parse_duration(rng))
+    if not isinstance(slo.sli, RatioSLI):
         return q["good"], q["total"]
-
-    def one(expr: str) -> str:
-        return f"sum({expr})" if sli.raw else expr
-
-    total = one(q["total"])
+    total = q["total"]
     if "good" in q:
-        return f"{one(q['good'])} or vector(0)", total
-    return f"{total} - ({one(q['bad'])} or vector(0))", total
-
-
-def step_range(slo: SLO) -> str:
-    """The range of one step: counters tile with closed ranges, throughput slices need left-open."""
-    return left_open(c.STEP) if isinstance(slo.sli, ThroughputSLI) else c.STEP
+        return f"{q['good']} or vector(0)", total
+    return f"{total} - ({q['bad']} or vector(0))", total
 
 
 # --- recording rules -----------------------------------------------------------------------------
@@ -205,8 +190,7 @@ def windows_group(slo: SLO) -> RuleGroup:
         RecordingRule(c.ERROR_BUDGET, f"vector({budget_fraction(slo)})", series_labels(slo)),
     ]
     for w in BURN_RATE_WINDOWS:
-        # Slices in (t - w, t], as the daemon counts them (a closed range holds one slice more).
-        good, total = event_counts(slo, left_open(w) if isinstance(slo.sli, ThroughputSLI) else w)
+        good, total = event_counts(slo, w)
         labels = series_labels(slo, w)
         rules += [
             RecordingRule(c.EVENTS_GOOD, good, labels),
@@ -232,15 +216,15 @@ def period_group(slo: SLO) -> RuleGroup | None:
     if not isinstance(slo.window, RollingWindow):
         return None
     window = slo.window.name
-    over = left_open(window)
-    good, total = event_counts(slo, step_range(slo))
+    length = parse_duration(window)
+    good, total = event_counts(slo, c.STEP)
     step_labels = series_labels(slo)
     labels = series_labels(slo, window)
     rules: tuple[Rule, ...] = (
         RecordingRule(c.STEP_EVENTS_GOOD, good, step_labels),
         RecordingRule(c.STEP_EVENTS_TOTAL, total, step_labels),
-        RecordingRule(c.PERIOD_EVENTS_GOOD, f"sum_over_time({selector(c.STEP_EVENTS_GOOD, slo)}[{over}])", labels),
-        RecordingRule(c.PERIOD_EVENTS_TOTAL, f"sum_over_time({selector(c.STEP_EVENTS_TOTAL, slo)}[{over}])", labels),
+        RecordingRule(c.PERIOD_EVENTS_GOOD, steps_sum(selector(c.STEP_EVENTS_GOOD, slo), length), labels),
+        RecordingRule(c.PERIOD_EVENTS_TOTAL, steps_sum(selector(c.STEP_EVENTS_TOTAL, slo), length), labels),
         RecordingRule(
             c.PERIOD_SLI,
             f"{selector(c.PERIOD_EVENTS_GOOD, slo, window)} / ({selector(c.PERIOD_EVENTS_TOTAL, slo, window)} > 0)",

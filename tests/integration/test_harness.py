@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from slowatch.core.promql import le_regex, quote
+from slowatch.core.measure import le_matcher
 from tests.support.generator import (
     BUCKET,
     COUNT,
@@ -70,10 +70,8 @@ def incident_end(s: Scenario) -> int:
     return s.episode("auth-incident").end
 
 
-GATEWAY_UNDER_100MS = f'http_request_duration_seconds_bucket{{service="gateway",le=~{quote(le_regex(0.1))}}}'
-AGENT_SIMPLE_UNDER_2S = (
-    f'http_request_duration_seconds_bucket{{endpoint="/agents/execute/simple",le=~{quote(le_regex(2))}}}'
-)
+GATEWAY_UNDER_100MS = f'http_request_duration_seconds_bucket{{service="gateway",{le_matcher([0.1])}}}'
+AGENT_SIMPLE_UNDER_2S = f'http_request_duration_seconds_bucket{{endpoint="/agents/execute/simple",{le_matcher([2])}}}'
 
 # Counts both backends must return exactly.
 EXACT_COUNTS = [

@@ -12,20 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from slowatch.core.measure import PROMETHEUS, Span, read_answer
 from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI
 from slowatch.core.plan import (
     HOUR,
     SETTLE_SECONDS,
     GroupLedger,
-    Span,
     WindowPlan,
     assemble,
-    check_query,
     group_slos,
     ledger_end,
     live_spans,
-    read_answer,
-    tagged_query,
     window_plans,
 )
 from slowatch.core.promql import KIND_LABEL, WINDOW_LABEL
@@ -94,38 +91,46 @@ def test_a_cycle_reads_the_same_spans_for_a_30_day_and_a_1_day_slo() -> None:
 
 
 def test_slos_differing_only_in_label_values_share_one_group() -> None:
-    groups, alone = group_slos([ratio("a"), ratio("b"), ratio("c", timedelta(days=7)), latency("a", 0.2)])
-    assert alone == []
+    groups = group_slos([ratio("a"), ratio("b"), ratio("c", timedelta(days=7)), latency("a", 0.2)])
     assert sorted(len(g.slos) for g in groups) == [1, 3]
     (ratios,) = [g for g in groups if len(g.slos) == 3]
-    q = tagged_query(ratios.roles, {"w300": Span(300)}, ratios.keys(ratios.slos))
+    q = ratios.query({"w300": Span(300)}, ratios.slos, PROMETHEUS)
     promql_parser.parse(q)
     assert 'service=~"a|b|c"' in q
-    assert "sum by (service) (increase(" in q
+    assert q.startswith('label_replace(label_replace(sum by (service) ((last_over_time(')
 
 
-def test_raw_queries_are_measured_alone() -> None:
+def test_a_raw_query_is_a_group_of_one_read_live_over_whole_windows() -> None:
     raw = SLO("s", "raw", 99, RollingWindow(timedelta(days=1)),
               RatioSLI(total="sum(increase(t[{{.window}}]))", good="sum(increase(g[{{.window}}]))", raw=True))
-    groups, alone = group_slos([raw])
-    assert (groups, alone) == ([], [raw])
+    twin = SLO("s", "raw2", 99, RollingWindow(timedelta(days=1)), raw.sli)
+    groups = group_slos([raw, twin])
+    assert sorted([s.id for s in g.slos] for g in groups) == [[raw.id], [twin.id]]
+    (group,) = [g for g in groups if g.slos == (raw,)]
+    at = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    spans = live_spans([raw], at, group.ledger)
+    assert spans == {f"w{s}": Span(s) for s in (300, 1800, HOUR, 2 * HOUR, 6 * HOUR, DAY, 3 * DAY)}
+    q = group.query(spans, [raw], PROMETHEUS)
+    assert "sum(sum(increase(g[3d])))" in q
+    promql_parser.parse(q)
 
 
 def test_throughput_ranges_are_half_open_so_adjacent_ranges_never_share_a_slice() -> None:
     slo = SLO("s", "tp", 99, RollingWindow(timedelta(days=1)),
               ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=1)))
-    (group,), _ = group_slos([slo])
-    q = tagged_query(group.roles, {"hour": Span(HOUR, 600)}, group.keys([slo]))
+    (group,) = group_slos([slo])
+    q = group.query({"hour": Span(HOUR, 600)}, [slo], PROMETHEUS)
     assert "[59m59s999ms:1m] offset 10m" in q
     promql_parser.parse(q)
 
 
 def test_latency_groups_sum_by_le_and_each_slo_reads_its_own_threshold() -> None:
     a, b = latency("a", 0.2), latency("b", 1.0)
-    (group,), _ = group_slos([a, b])
-    q = tagged_query(group.roles, {"w300": Span(300)}, group.keys(group.slos))
-    assert "sum by (service, le)" in q and 'le=~"0\\\\.2|1|1\\\\.0"' in q
-    promql_parser.parse(q + "\n  or " + check_query(group.check, group.keys(group.slos)["good"]))
+    (group,) = group_slos([a, b])
+    q = group.query({"w300": Span(300)}, group.slos, PROMETHEUS)
+    assert "sum by (service, le)" in q and 'le=~"0\\\\.2|1|1\\\\.0|1e\\\\+00|2e\\\\-01"' in q
+    assert "count by (service, le)" in q  # the bound check
+    promql_parser.parse(q)
     samples = [
         ({WINDOW_LABEL: "w300", KIND_LABEL: "good", "service": "a", "le": "0.2"}, 90.0),
         ({WINDOW_LABEL: "w300", KIND_LABEL: "good", "service": "b", "le": "1"}, 70.0),
@@ -186,7 +191,7 @@ def test_a_non_finite_hour_is_unknown_while_in_a_window_and_forgotten_after() ->
 
 def test_running_sum_rounding_never_makes_more_good_than_total_events() -> None:
     slo = SLO("s", "good-form", 99.9, RollingWindow(timedelta(days=30)), RatioSLI(total="t_total", good="g_total"))
-    (group,), _ = group_slos([slo])
+    (group,) = group_slos([slo])
     at = datetime(2026, 11, 1, 12, 0, 5, tzinfo=UTC)
     end = ledger_end(int(at.timestamp()))
     need = range(end - 739 * HOUR, end + 1, HOUR)
@@ -209,6 +214,6 @@ def test_changing_a_throughput_minimum_starts_a_new_ledger() -> None:
         return SLO("s", "tp", 99, RollingWindow(timedelta(days=1)),
                    ThroughputSLI("sum(rate(x[1m]))", minimum, timedelta(minutes=1)))
 
-    (a,), _ = group_slos([tp(100)])
-    (b,), _ = group_slos([tp(500)])
+    (a,) = group_slos([tp(100)])
+    (b,) = group_slos([tp(500)])
     assert a.signature != b.signature

@@ -18,6 +18,7 @@ import yaml
 from slowatch import generate
 from slowatch.adapters import rulefiles
 from slowatch.core import conventions as c
+from slowatch.core.measure import event_queries, left_open
 from slowatch.core.model import (
     SLO,
     AlertPolicy,
@@ -28,21 +29,19 @@ from slowatch.core.model import (
     ThroughputSLI,
     Window,
 )
-from slowatch.core.promql import event_queries
 from slowatch.core.rules import (
     AlertingRule,
     RecordingRule,
     RuleGroup,
     alerts_group,
     budget_fraction,
-    left_open,
     objective_fraction,
     period_group,
     recording_groups,
     rule_files,
     windows_group,
 )
-from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for
+from slowatch.core.windows import BURN_RATE_WINDOWS, alert_windows_for, parse_duration
 from tests.support import rules_tests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,8 +187,7 @@ def test_each_window_counts_events_with_the_daemons_queries(sli: RatioSLI | Late
     records = {(r.record, dict(r.labels).get("window")): r.expr for r in windows_group(slo).rules
                if isinstance(r, RecordingRule)}
     for w in BURN_RATE_WINDOWS:
-        # Time slices are counted in (t - w, t], one millisecond short of a closed range.
-        q = event_queries(slo, left_open(w) if isinstance(sli, ThroughputSLI) else w)
+        q = event_queries(slo, parse_duration(w))
         assert q["total"] in records[(c.EVENTS_TOTAL, w)]
         assert (q.get("good") or q["bad"]) in records[(c.EVENTS_GOOD, w)]
         assert records[(c.SLI, w)].startswith(f"{c.EVENTS_GOOD}{{")
@@ -204,8 +202,7 @@ def test_the_slo_window_is_a_ratio_of_sums_of_steps_recorded_every_step(
     group = period_group(slo)
     assert group is not None and group.interval == c.STEP == "5m"
     rules = {r.record: r.expr for r in group.rules if isinstance(r, RecordingRule)}
-    step_range = "4m59s999ms" if isinstance(sli, ThroughputSLI) else "5m"
-    assert event_queries(slo, step_range)["total"] in rules[c.STEP_EVENTS_TOTAL]
+    assert event_queries(slo, parse_duration(c.STEP))["total"] in rules[c.STEP_EVENTS_TOTAL]
     assert rules[c.PERIOD_EVENTS_GOOD] == (
         f'sum_over_time({c.STEP_EVENTS_GOOD}{{service="shop",slo="checkout"}}[29d23h59m59s999ms])')
     assert rules[c.PERIOD_EVENTS_TOTAL] == (
@@ -222,7 +219,7 @@ def test_the_slo_window_is_a_ratio_of_sums_of_steps_recorded_every_step(
     pytest.param("5m", "4m59s999ms", id="one throughput step"),
 ])
 def test_left_open_ranges_are_one_millisecond_short(duration: str, expected: str) -> None:
-    assert left_open(duration) == expected
+    assert left_open(parse_duration(duration)) == expected
 
 
 @pytest.mark.parametrize("window", [pytest.param(CalendarWindow("month"), id="calendar month"),
