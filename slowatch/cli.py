@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from slowatch import __version__
+from slowatch.core import conventions
 from slowatch.errors import SlowatchError, SpecError
 from slowatch.settings import Settings
 
@@ -22,18 +23,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def parse_instant(text: str) -> datetime:
-    """RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds."""
+    """RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, for argparse."""
     try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return conventions.parse_instant(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (write RFC 3339 like 2026-11-01T00:00:00Z, or unix seconds)"
-        ) from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -168,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # Commands defined next to their wiring: each module has `register(subparsers)` that adds its
 # parser with `set_defaults(func=...)`; the func takes the Namespace and returns an exit code.
 COMMAND_MODULES: tuple[str, ...] = ("slowatch.run", "slowatch.generate", "slowatch.provision", "slowatch.regress",
-                                       "slowatch.formats.convert")
+                                       "slowatch.formats.convert", "slowatch.backtest")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -88,6 +88,20 @@ def rfc3339(t: datetime, *, exact: bool = False) -> str:
     return t.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
+def parse_instant(text: str) -> datetime:
+    """An instant as people write it on a command line: RFC 3339 (``2026-11-01T00:00:00Z``; no
+    zone means UTC) or unix seconds. ValueError says what to write."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (write RFC 3339 like 2026-11-01T00:00:00Z, or unix seconds)") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 # --- the step of the event-weighted SLO window -------------------------------------------------
 # The step rules record the events of the last STEP and run in a group whose interval is STEP;
 # the two must stay equal, or summing the steps counts events several times (interval shorter)

@@ -1,0 +1,140 @@
+"""``slowatch backtest PATH... --from TIME --to TIME [--step D] [--incident START/END]... [--format table|json]``.
+
+Replays the daemon's alert policy over history (slowatch.core.backtest) and reports, per SLO,
+every alert that would have fired, pages and tickets per week, flaps, the budget consumed at
+``--to``, and for each given incident the detection delay and the time to reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from slowatch.core.conventions import parse_instant, rfc3339
+from slowatch.core.windows import DurationError, format_duration, parse_duration
+from slowatch.settings import from_flags
+
+EXIT_USAGE = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = subparsers.add_parser(
+        "backtest",
+        help="replay the alert policy over past data: which alerts would have fired, and when",
+        description="Steps through (--from, --to] as the daemon would, with the same budget maths and alert "
+        "state machine, reading each sample of the history once. Reports every alert, pages and tickets "
+        "per week, flaps (a re-fire within an hour of a resolve), the budget consumed at --to, and per "
+        "--incident the detection delay and the time to reset.",
+    )
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="spec file or directory of *.yaml")
+    sp.add_argument("--prometheus-url", help="query API base URL (SLOWATCH_PROMETHEUS_URL)")
+    sp.add_argument("--from", dest="start", required=True, type=_instant, metavar="TIME",
+                    help="RFC 3339 or unix seconds")
+    sp.add_argument("--to", dest="end", required=True, type=_instant, metavar="TIME", help="RFC 3339 or unix seconds")
+    sp.add_argument("--step", type=_duration, help="evaluation step (default: SLOWATCH_EVALUATION_INTERVAL)")
+    sp.add_argument("--incident", action="append", default=[], type=_interval, metavar="START/END",
+                    help="a known incident (repeatable): its detection delay and time to reset are reported")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.set_defaults(func=run)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _interval(text: str) -> tuple[datetime, datetime]:
+    start, sep, end = text.partition("/")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"an incident is START/END, got {text!r}")
+    return _instant(start), _instant(end)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slowatch.adapters.history import read_all
+    from slowatch.adapters.prometheus import PrometheusSource
+    from slowatch.core.backtest import BacktestError, Incident, check_step, lookback, replay
+    from slowatch.spec import load_specs
+
+    slos = load_specs(args.paths)
+    settings = from_flags(vars(args))
+    step: timedelta = args.step or settings.evaluation_interval
+    try:
+        step_s = check_step(step)
+        if args.end <= args.start:
+            raise BacktestError(f"--to ({rfc3339(args.end)}) must be after --from ({rfc3339(args.start)})")
+    except BacktestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries)
+    # Tiles start on a step boundary at or before what the longest window needs.
+    starts = {}
+    for slo in slos:
+        first = int(lookback(slo, args.start).timestamp())
+        starts[slo.id] = datetime.fromtimestamp(first - first % step_s, args.start.tzinfo)
+    end = datetime.fromtimestamp(int(args.end.timestamp()) - int(args.end.timestamp()) % step_s, args.end.tzinfo)
+    with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="backtest") as pool:
+        tiles = read_all(source, slos, starts, end, step, pool)
+    incidents = [Incident(a, b) for a, b in args.incident]
+    report = replay(slos, tiles, args.start, end, step, incidents)
+    doc = document(report)
+    print(json.dumps(doc, indent=2) if args.format == "json" else table(doc))
+    return 0
+
+
+def document(report: Any) -> dict[str, Any]:
+    """The JSON of INTERFACES.md's backtest row."""
+    def when(t: datetime | None) -> str | None:
+        return None if t is None else rfc3339(t)
+
+    def seconds(d: timedelta | None) -> float | None:
+        return None if d is None else d.total_seconds()
+
+    return {
+        "from": when(report.start), "to": when(report.end), "step": format_duration(report.step),
+        "slos": [{
+            "service": r.slo.service, "slo": r.slo.name,
+            "alerts": [{"alertname": a.alertname, "severity": a.severity, "labels": dict(a.labels),
+                        "starts_at": when(a.starts_at), "ends_at": when(a.ends_at)} for a in r.alerts],
+            "pages_per_week": r.pages_per_week, "tickets_per_week": r.tickets_per_week, "flaps": r.flaps,
+            "budget_consumed_end": r.budget_consumed_end,
+            "incidents": [{"start": when(i.start), "end": when(i.end), "detected_at": when(i.detected_at),
+                           "detection_delay_seconds": seconds(i.detection_delay), "reset_at": when(i.reset_at),
+                           "time_to_reset_seconds": seconds(i.time_to_reset)} for i in r.incidents],
+        } for r in report.slos],
+    }
+
+
+def table(doc: dict[str, Any]) -> str:
+    lines = [f"backtest {doc['from']} .. {doc['to']} every {doc['step']}",
+             f"{'SLO':<40} {'PAGES/WK':>9} {'TICKETS/WK':>11} {'FLAPS':>6} {'CONSUMED':>9}"]
+    for r in doc["slos"]:
+        consumed = "-" if r["budget_consumed_end"] is None else f"{100 * r['budget_consumed_end']:.1f}%"
+        lines.append(f"{r['service'] + '/' + r['slo']:<40} {r['pages_per_week']:>9.2f} {r['tickets_per_week']:>11.2f} "
+                     f"{r['flaps']:>6} {consumed:>9}")
+        for a in r["alerts"]:
+            windows = f" {a['labels'].get('long_window')}/{a['labels'].get('short_window')}" \
+                if "long_window" in a["labels"] else f" {a['labels'].get('threshold', '')}%" \
+                if "threshold" in a["labels"] else ""
+            ends = a["ends_at"] or "firing"
+            lines.append(f"    {a['severity']:<6} {a['alertname']}{windows}  {a['starts_at']} -> {ends}")
+        for i in r["incidents"]:
+            delay = "not detected" if i["detection_delay_seconds"] is None else \
+                f"detected after {format_duration(timedelta(seconds=i['detection_delay_seconds']))}"
+            reset = "still firing" if i["time_to_reset_seconds"] is None else \
+                f"reset {format_duration(timedelta(seconds=i['time_to_reset_seconds']))} after its end"
+            lines.append(f"    incident {i['start']} .. {i['end']}: {delay}, {reset}")
+    return "\n".join(lines)
