@@ -724,10 +724,11 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
     # problems are reported with its other problems, so they stay in argument order.
     read = [(file, *_read_documents(path, file)) for path, file in spec_files(paths, problems)]
     catalog = formats.Catalog()
-    for file, docs, _ in read:
+    for file, docs, read_problems in read:
         for index, data in enumerate(docs):
-            if isinstance(data, dict):
-                catalog.add(data, formats.Where(file, index))
+            found = catalog.add(data, formats.Where(file, index)) if isinstance(data, dict) else None
+            if found is not None:
+                read_problems.append(found)  # the list in `read`: reported with its file
     for file, docs, read_problems in read:
         problems.extend(read_problems)
         for slo_id, slo, name_at in _load_file(file, docs, catalog, problems):

@@ -29,9 +29,11 @@ from typing import Any
 
 import promql_parser
 
-from slowatch.core.model import CalendarWindow, RollingWindow, ThroughputSLI, nominal_length
+from slowatch.core.conventions import TICKET
+from slowatch.core.model import AlertExtras, CalendarWindow, RollingWindow, ThroughputSLI, nominal_length
 from slowatch.core.promql import WINDOW_PLACEHOLDER
 from slowatch.core.windows import BurnRateAlertWindow, DurationError, alert_windows_for, parse_duration
+from slowatch.errors import SpecProblem
 from slowatch.formats.common import Native, Problems, Where, mapping, show, slug, text, unknown_keys
 
 V1, V1ALPHA = "openslo/v1", "openslo/v1alpha"
@@ -42,6 +44,9 @@ KINDS = ("SLO", "SLI", "Service", "AlertPolicy", "AlertCondition", "AlertNotific
 BUDGET_CONSUMED = "slowatch/budget-consumed"
 RUNBOOK_URL = "slowatch/runbook-url"
 ANNOTATIONS = (BUDGET_CONSUMED, RUNBOOK_URL)
+# The label naming an alert's notification targets (comma-separated): the specification leaves
+# delivery to the implementation and suggests a label Alertmanager routes on.
+TARGET_LABEL = "notification_target"
 
 # A total of exactly one event per window, whatever the window: a subquery whose step is the
 # range evaluates at the single multiple of the step inside (t - window, t]. Dividing a
@@ -52,6 +57,16 @@ ONE_PER_WINDOW = f"count_over_time(vector(1)[{WINDOW_PLACEHOLDER}:{WINDOW_PLACEH
 _CALENDAR_UNITS = {"1M": "month", "1w": "week"}
 _LONG_UNITS = re.compile(r"^\d+[MQY]$")
 _PROMETHEUS = "prometheus"
+
+
+@dataclass(frozen=True)
+class _Alerting:
+    """An SLO's alert policies read: the slowatch/v1 alerting, the burn-rate conditions (spec,
+    where, notification targets) and the targets of policies that only alert on no data."""
+
+    policy: dict[str, Any]
+    conditions: list[Any]
+    no_data_targets: set[str]
 
 
 @dataclass(frozen=True)
@@ -72,11 +87,19 @@ class Catalog:
 
     objects: dict[tuple[str, str], Obj] = field(default_factory=dict)
 
-    def add(self, data: dict[str, Any], where: Where) -> None:
+    def add(self, data: dict[str, Any], where: Where) -> SpecProblem | None:
+        """Adds an object; a second one of the same kind and name is a problem (a reference to
+        it would be ambiguous). SLOs are told apart by their ids instead."""
         kind, meta = data.get("kind"), data.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None
-        if isinstance(kind, str) and isinstance(name, str):
-            self.objects.setdefault((kind, name), Obj(where, data))
+        if not (is_openslo(data) and isinstance(kind, str) and isinstance(name, str)):
+            return None
+        first = self.objects.setdefault((kind, name), Obj(where, data))
+        if first.where == where or kind == "SLO":
+            return None
+        return where.at("metadata", "name").problem(
+            f"a second {kind} named {name!r}: the first is in {first.where.file} at {first.where.shown}; rename one"
+        )
 
     def find(self, kind: str, name: object, where: Where, problems: Problems) -> Obj | None:
         if isinstance(name, str) and (kind, name) in self.objects:
@@ -176,8 +199,6 @@ class _Reader:
         if not isinstance(objectives, list) or not objectives:
             self.fail(s.at("objectives"), "objectives must list at least one objective: - {target: 0.999}")
             return []
-        if name is None or service is None or window is None or method is None:
-            return []
         self.where_spec = spec
         natives = []
         for index, objective in enumerate(objectives):
@@ -185,9 +206,10 @@ class _Reader:
             if not isinstance(objective, dict):
                 self.fail(ow, f"expected a mapping like {{displayName: ..., target: 0.999}}, got {show(objective)}")
                 continue
-            native = self.objective(objective, ow, name, len(objectives), index, service, labels, window, method,
-                                    indicator, alerting, spec.get("description"))
-            if native is not None:
+            # Checked even when the SLO's name, service or window is wrong: every problem at once.
+            native = self.objective(objective, ow, name or "", len(objectives), index, service or "", labels,
+                                    window, method or "", indicator, alerting, spec.get("description"))
+            if native is not None and name and service and window and method:
                 natives.append(native)
         return natives
 
@@ -342,7 +364,7 @@ class _Reader:
         if ref is not None:
             # Its type is checked where the DataSource is written (read(), once for every user).
             self.catalog.find("DataSource", ref, mw.at("metricSourceRef"), self.problems)
-        elif not (isinstance(kind, str) and kind.lower() == _PROMETHEUS):
+        if (ref is None or kind is not None) and not (isinstance(kind, str) and kind.lower() == _PROMETHEUS):
             self.fail(mw.at("type"), f"metric source type {show(kind)} is not supported: slowatch reads "
                       "Prometheus (and Prometheus-compatible APIs); write `type: Prometheus` with spec.query")
             return None
@@ -413,8 +435,8 @@ class _Reader:
 
     def objective(
         self, o: dict[str, Any], ow: Where, slo_name: str, count: int, index: int, service: str,
-        labels: dict[str, str], window: str | dict[str, str], method: str,
-        indicator: tuple[dict[str, Any], Where] | None, alerting: tuple[dict[str, Any], list[Any]] | None,
+        labels: dict[str, str], window: str | dict[str, str] | None, method: str,
+        indicator: tuple[dict[str, Any], Where] | None, alerting: _Alerting | None,
         description: object,
     ) -> Native | None:
         known: tuple[str, ...] = ("displayName", "op", "value", "target", "targetPercent", "timeSliceTarget",
@@ -439,7 +461,7 @@ class _Reader:
         name = slo_name if count == 1 else f"{slo_name}-{suffix or index}"
         places: dict[str, Where] = {}
         sli = self.sli(indicator, o, ow, method, places)
-        if sli is None:
+        if sli is None or window is None:
             return None
         entry: dict[str, Any] = {"name": name, "objective": percent, "window": window, "sli": sli}
         if isinstance(description, str) and description.strip():
@@ -457,15 +479,22 @@ class _Reader:
             "slos[0].alerting": s.at("alertPolicies"),
             **{f"slos[0].{k}": v for k, v in places.items()},
         }
+        extras: tuple[tuple[str, AlertExtras], ...] = ()
         if alerting is not None:
-            policy, where_rows = alerting
-            entry["alerting"] = policy
-            if not self.rows_match(where_rows, window, sli):
+            entry["alerting"] = alerting.policy
+            routed = self.rows_match(alerting.conditions, window, sli)
+            if routed is None:
                 return None
+            if alerting.no_data_targets:
+                routed.setdefault(TICKET, set()).update(alerting.no_data_targets)
+            extras = tuple(
+                (severity, AlertExtras(labels=((TARGET_LABEL, ",".join(sorted(names))),)))
+                for severity, names in sorted(routed.items()) if names
+            )
         else:
             entry["alerting"] = {"budget_consumed": [], "burn_rate": False}
         data = {"apiVersion": "slowatch/v1", "service": service, "labels": labels, "slos": [entry]}
-        return Native(data=data, where=self.where, places=native_places)
+        return Native(data=data, where=self.where, places=native_places, extras={0: extras} if extras else {})
 
     def target(self, o: dict[str, Any], ow: Where) -> float | int | None:
         if ("target" in o) == ("targetPercent" in o):
@@ -496,7 +525,7 @@ class _Reader:
             self.fail(w, "write exactly one of ratioMetric or thresholdMetric")
             return None
         if ratio_key in spec:
-            if method != "Occurrences" or "timeSliceTarget" in o or "timeSliceWindow" in o:
+            if (method and method != "Occurrences") or "timeSliceTarget" in o or "timeSliceWindow" in o:
                 self.fail(self.where.at("spec", "budgetingMethod"), f"{method} over a ratio is not supported: "
                           "slowatch counts a ratio's events over the whole window; write budgetingMethod: "
                           "Occurrences (and remove timeSliceTarget/timeSliceWindow)")
@@ -524,7 +553,7 @@ class _Reader:
     def latency(
         self, q: str, qw: Where, value: object, method: str, o: dict[str, Any], ow: Where, places: dict[str, Where]
     ) -> dict[str, Any] | None:
-        if method != "Occurrences":
+        if method and method != "Occurrences":
             self.fail(self.where.at("spec", "budgetingMethod"), f"a latency threshold with {method} is not "
                       "supported: slowatch counts the requests under the threshold in a histogram's buckets; "
                       "write budgetingMethod: Occurrences")
@@ -546,7 +575,7 @@ class _Reader:
     def throughput(
         self, q: str, qw: Where, value: object, method: str, o: dict[str, Any], ow: Where, places: dict[str, Where]
     ) -> dict[str, Any] | None:
-        if method != "Timeslices":
+        if method and method != "Timeslices":
             self.fail(self.where.at("spec", "budgetingMethod"), f"a minimum rate with {method} is not supported: "
                       "slowatch counts good time slices (the query >= value in a slice); write budgetingMethod: "
                       "Timeslices with timeSliceWindow")
@@ -558,27 +587,29 @@ class _Reader:
         out: dict[str, Any] = {"query": q, "minimum": value}
         places.update({"sli.throughput.query": qw, "sli.throughput.minimum": ow.at("value")})
         if "timeSliceWindow" in o:
-            out["slice"] = o["timeSliceWindow"]
+            given = o["timeSliceWindow"]
+            # A bare number is minutes (spec: "Default interpretation of unit ... in minutes").
+            out["slice"] = f"{given}m" if isinstance(given, int) and not isinstance(given, bool) else given
             places["sli.throughput.slice"] = ow.at("timeSliceWindow")
         return {"throughput": out}
 
     # --- alerting -------------------------------------------------------------------------------
 
-    def alerting(
-        self, policies: object, w: Where, annotations: object, aw: Where
-    ) -> tuple[dict[str, Any], list[Any]] | None:
+    def alerting(self, policies: object, w: Where, annotations: object, aw: Where) -> _Alerting | None:
         """(slowatch/v1 alerting, the burn-rate conditions with where they were written), or None
         when the SLO has no alert policy (then no alerts, as in OpenSLO)."""
         extra = self.annotations(annotations, aw)
         if not policies:
             if extra:
-                return {**extra, "burn_rate": False, "budget_consumed": extra.get("budget_consumed", [])}, []
+                alone = {**extra, "burn_rate": False, "budget_consumed": extra.get("budget_consumed", [])}
+                return _Alerting(alone, [], set())
             return None
         if not isinstance(policies, list):
             self.fail(w, f"expected a list of alert policies, got {show(policies)}")
             return None
         rows: list[Any] = []
         no_data = False
+        no_data_targets: set[str] = set()
         for index, item in enumerate(policies):
             pw = w.at(index)
             found = self.ref_or_inline(item, pw, "AlertPolicy", "alertPolicyRef")
@@ -595,24 +626,45 @@ class _Reader:
             if spec.get("alertWhenResolved", True) is not True:
                 self.fail(sw.at("alertWhenResolved"), "Alertmanager is told when an alert resolves (it decides "
                           "whether to notify: send_resolved in its receiver); remove alertWhenResolved: false")
-            targets = spec.get("notificationTargets")
-            if targets:
-                self.fail(sw.at("notificationTargets"), "slowatch sends alerts to Alertmanager "
-                          "(SLOWATCH_ALERTMANAGER_URLS), which routes them to receivers: move the targets to "
-                          "Alertmanager's route and remove notificationTargets")
+            targets = self.targets(spec.get("notificationTargets"), sw.at("notificationTargets"))
             conditions = spec.get("conditions") or []
             if not isinstance(conditions, list):
                 self.fail(sw.at("conditions"), f"expected a list of conditions, got {show(conditions)}")
                 continue
+            if not conditions:
+                no_data_targets.update(targets)  # a policy without conditions only alerts on no data
             for ci, c in enumerate(conditions):
                 cond = self.ref_or_inline(c, sw.at("conditions", ci), "AlertCondition", "conditionRef")
                 if cond is not None:
-                    rows.append(cond)
+                    rows.append((*cond, targets))
         policy: dict[str, Any] = {"burn_rate": bool(rows), "budget_consumed": []}
         if no_data:
             policy["no_data"] = "alert"
         policy.update(extra)
-        return policy, rows
+        return _Alerting(policy, rows, no_data_targets)
+
+    def targets(self, value: object, w: Where) -> frozenset[str]:
+        """The names of a policy's notification targets: the alerts carry them in the label
+        TARGET_LABEL for Alertmanager to route on (as the specification suggests)."""
+        if not value:
+            return frozenset()
+        if not isinstance(value, list):
+            self.fail(w, f"expected a list of targets like - targetRef: on-call, got {show(value)}")
+            return frozenset()
+        names = set()
+        for index, item in enumerate(value):
+            tw = w.at(index)
+            if isinstance(item, dict) and "targetRef" in item:
+                if self.catalog.find("AlertNotificationTarget", item["targetRef"], tw.at("targetRef"), self.problems):
+                    names.add(str(item["targetRef"]))
+                continue
+            meta = item.get("metadata") if isinstance(item, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if not isinstance(name, str):
+                self.fail(tw, f"expected - targetRef: <name>, or an inline target with metadata.name, got {show(item)}")
+                continue
+            names.add(name)
+        return frozenset(names)
 
     def annotations(self, value: object, w: Where) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -646,18 +698,21 @@ class _Reader:
         spec = mapping(item.get("spec"), w.at("spec"), self.problems, f"spec: ... (the {kind}'s fields)")
         return (spec, w.at("spec")) if spec is not None else None
 
-    def rows_match(self, conditions: list[Any], window: str | dict[str, str], sli: dict[str, Any]) -> bool:
+    def rows_match(
+        self, conditions: list[Any], window: str | dict[str, str], sli: dict[str, Any]
+    ) -> dict[str, set[str]] | None:
         """Every burnrate condition must be a row of slowatch's table for this window, and every
         row must be there: slowatch raises exactly those alerts, so anything else would not be
-        honoured."""
+        honoured. Returns the notification targets of each severity's alerts (None: refused)."""
+        routed: dict[str, set[str]] = {}
         if not conditions:
-            return True
+            return routed
         rows = _rows(window, sli)
         if rows is None:
-            return True  # the window itself is reported by the slowatch/v1 validation
+            return routed  # the window itself is reported by the slowatch/v1 validation
         seen: set[str] = set()
         ok = True
-        for spec, cw in conditions:
+        for spec, cw, targets in conditions:
             unknown_keys(spec, ("description", "severity", "condition"), cw, self.problems)
             c = spec.get("condition")
             if not isinstance(c, dict) or c.get("kind") != "burnrate":
@@ -674,12 +729,13 @@ class _Reader:
                 ok = False
                 continue
             seen.add(row.long_window)
+            routed.setdefault(row.severity, set()).update(targets)
         missing = [_describe(r, f) for r, f in rows if r.long_window not in seen]
         if ok and missing:
             self.fail(self.where.at("spec", "alertPolicies"), "slowatch raises every burn-rate row together; "
                       f"add conditions for: {'; '.join(missing)}")
             ok = False
-        return ok
+        return routed if ok else None
 
 
 def _rows(window: str | dict[str, str], sli: dict[str, Any]) -> list[tuple[BurnRateAlertWindow, float]] | None:

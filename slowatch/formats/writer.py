@@ -83,20 +83,26 @@ def _openslo_indicator(slo: SLO) -> tuple[dict[str, Any], dict[str, Any], str]:
 
 
 def _openslo_alerting(slo: SLO) -> list[dict[str, Any]]:
+    """One policy per burn-rate row: the specification allows one condition per policy."""
     a = slo.alerting
-    conditions = [
-        {"kind": "AlertCondition",
-         "metadata": {"name": f"{slo.name}-{row.severity}-{row.long_window}"},
-         "spec": {"severity": row.severity,
-                  "condition": {"kind": "burnrate", "op": "gte", "threshold": factor,
-                                "lookbackWindow": row.long_window, "alertAfter": row.short_window}}}
+
+    def policy(name: str, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"kind": "AlertPolicy", "metadata": {"name": name}, "spec": {
+            "alertWhenNoData": a.no_data == "alert", "alertWhenResolved": True, "alertWhenBreaching": True,
+            "conditions": conditions}}
+
+    policies = [
+        policy(f"{slo.name}-{row.severity}-{row.long_window}", [{
+            "kind": "AlertCondition",
+            "metadata": {"name": f"{slo.name}-{row.severity}-{row.long_window}"},
+            "spec": {"severity": row.severity,
+                     "condition": {"kind": "burnrate", "op": "gte", "threshold": factor,
+                                   "lookbackWindow": row.long_window, "alertAfter": row.short_window}}}])
         for row, factor in (rows_for_window(slo.window, slo.sli) if a.burn_rate else [])
     ]
-    if not conditions and a.no_data != "alert":
-        return []
-    spec: dict[str, Any] = {"alertWhenNoData": a.no_data == "alert", "alertWhenResolved": True,
-                            "alertWhenBreaching": True, "conditions": conditions}
-    return [{"kind": "AlertPolicy", "metadata": {"name": f"{slo.name}-alerts"}, "spec": spec}]
+    if not policies and a.no_data == "alert":
+        policies.append(policy(f"{slo.name}-no-data", []))
+    return policies
 
 
 def openslo_slo(slo: SLO) -> dict[str, Any]:

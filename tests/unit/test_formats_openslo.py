@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from slowatch.core.model import SLO, AlertPolicy, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI
+from slowatch.core.model import (
+    SLO,
+    AlertExtras,
+    AlertPolicy,
+    CalendarWindow,
+    LatencySLI,
+    RatioSLI,
+    RollingWindow,
+    ThroughputSLI,
+)
 from slowatch.errors import SpecError, SpecProblem
 from slowatch.formats.openslo import ONE_PER_WINDOW
 from slowatch.spec import load_specs
@@ -47,6 +56,20 @@ def slo_doc(**spec: Any) -> dict[str, Any]:
     return {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": "login"}, "spec": base}
 
 
+def target(name: str) -> dict[str, Any]:
+    return {"apiVersion": "openslo/v1", "kind": "AlertNotificationTarget", "metadata": {"name": name},
+            "spec": {"target": name}}
+
+
+def burn_policy(severity: str, threshold: float, lookback: str, after: str, *targets: str) -> dict[str, Any]:
+    """An inline policy with one burn-rate condition (the specification allows one per policy)."""
+    return {"kind": "AlertPolicy", "metadata": {"name": f"{severity}-{lookback}"}, "spec": {
+        "alertWhenBreaching": True, "notificationTargets": [{"targetRef": t} for t in targets],
+        "conditions": [{"kind": "AlertCondition", "metadata": {"name": f"{severity}-{lookback}"}, "spec": {
+            "severity": severity, "condition": {"kind": "burnrate", "op": "gte", "threshold": threshold,
+                                                "lookbackWindow": lookback, "alertAfter": after}}}]}}
+
+
 def write(tmp_path: Path, *docs: dict[str, Any], name: str = "slo.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -64,6 +87,17 @@ EXAMPLES = [
     pytest.param("ratio-timeslices.yaml", [
         ("doc[0].spec.budgetingMethod", "RatioTimeslices over a ratio is not supported"),
     ], id="the ratio-timeslices example is refused for RatioTimeslices over a ratio"),
+    pytest.param("readme-examples.yaml", [
+        ("doc[0].spec.type", "data source type 'CloudWatch' is not supported"),
+        ("doc[1].spec.timeWindow", "expected a list of exactly one window"),
+        ("doc[1].spec.budgetingMethod", "budgetingMethod must be Occurrences, Timeslices or RatioTimeslices"),
+        ("doc[1].spec.indicator.spec.ratioMetric.good.metricSource.metricSourceRef",
+         "no DataSource named 'datadog-datasource'"),
+        ("doc[1].spec.indicator.spec.ratioMetric.good.metricSource.type", "metric source type 'Datadog'"),
+        ("doc[1].spec.indicator.spec.ratioMetric.total.metricSource.metricSourceRef",
+         "no DataSource named 'datadog-datasource'"),
+        ("doc[1].spec.indicator.spec.ratioMetric.total.metricSource.type", "metric source type 'Datadog'"),
+    ], id="the README's examples are refused for their CloudWatch and Datadog sources and missing fields"),
     pytest.param("timeslices-slo.yaml", [
         ("doc[0].spec.timeWindow[0].calendar.startTime", "start at 00:00 on each Monday"),
         ("doc[0].spec.budgetingMethod", "Timeslices over a ratio is not supported"),
@@ -175,9 +209,14 @@ MISTAKES = [
                  [("doc[0].spec.alertPolicies[0].spec.conditions[0].spec.condition", "not one slowatch raises")],
                  id="a burn-rate condition that is no row of slowatch's table is refused"),
     pytest.param([slo_doc(alertPolicies=[{"kind": "AlertPolicy", "metadata": {"name": "p"}, "spec": {
-        "notificationTargets": [{"targetRef": "pagerduty"}], "conditions": []}}])],
-                 [("doc[0].spec.alertPolicies[0].spec.notificationTargets", "Alertmanager")],
-                 id="notification targets are refused: Alertmanager routes"),
+        "alertWhenResolved": False, "notificationTargets": [{"targetRef": "pagerduty"}], "conditions": []}}])],
+                 [("doc[0].spec.alertPolicies[0].spec.alertWhenResolved", "send_resolved"),
+                  ("doc[0].spec.alertPolicies[0].spec.notificationTargets[0].targetRef",
+                   "no AlertNotificationTarget named 'pagerduty'")],
+                 id="alertWhenResolved false is refused (Alertmanager's send_resolved) and a target must exist"),
+    pytest.param([target("slack"), target("slack")],
+                 [("doc[1].metadata.name", "a second AlertNotificationTarget named 'slack'")],
+                 id="two objects of one kind and name are refused: a reference would be ambiguous"),
     pytest.param([slo_doc(objectives=[{"targetPercent": 100}])],
                  [("doc[0].spec.objectives[0].targetPercent", "100% leaves no error budget")],
                  id="the native objective check speaks at targetPercent"),
@@ -219,3 +258,22 @@ def test_v1alpha_reads_time_windows_and_objective_ratio_metrics(tmp_path: Path) 
     slo = one(tmp_path, doc)
     assert (slo.sli, slo.window, slo.objective_percent) == (
         RatioSLI(total="all_total", good="ok_total"), RollingWindow(timedelta(days=28)), 99.9)
+
+
+def test_notification_targets_become_a_label_on_their_severitys_alerts(tmp_path: Path) -> None:
+    """The specification leaves delivery to the implementation and suggests a label Alertmanager
+    routes on: page rows notify pagerduty, the ticket row slack (28d window: 13.44, 5.6, 1)."""
+    policies = [burn_policy("page", 13.44, "1h", "5m", "pagerduty"), burn_policy("page", 5.6, "6h", "30m", "pagerduty"),
+                burn_policy("ticket", 1, "3d", "6h", "slack")]
+    path = write(tmp_path, slo_doc(alertPolicies=policies), target("pagerduty"), target("slack"))
+    [slo] = load_specs([path])
+    assert slo.alerting == AlertPolicy(budget_consumed=(), burn_rate=True, extras=(
+        ("page", AlertExtras(labels=(("notification_target", "pagerduty"),))),
+        ("ticket", AlertExtras(labels=(("notification_target", "slack"),))),
+    ))
+
+
+def test_a_time_slice_window_given_as_a_number_is_minutes(tmp_path: Path) -> None:
+    doc = slo_doc(indicator={"spec": {"thresholdMetric": metric("sum(rate(x[1m]))")}}, budgetingMethod="Timeslices",
+                  objectives=[{"op": "gte", "value": 200, "target": 0.99, "timeSliceWindow": 5}])
+    assert one(tmp_path, doc).sli == ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=5))
