@@ -3,14 +3,17 @@ raw ratio form, and alerting keeps its labels and annotations per severity."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from slowatch.core.alerting import AlertBook, step
+from slowatch.core.budget import BudgetStatus
 from slowatch.core.model import AlertExtras, RatioSLI, RollingWindow
+from slowatch.core.windows import BURN_RATE_WINDOWS, SRE_WORKBOOK_TABLE_5_8
 from slowatch.errors import SpecError
 from slowatch.formats.openslo import ONE_PER_WINDOW
 from slowatch.spec import load_specs
@@ -123,3 +126,21 @@ def test_each_mistake_is_named_at_its_document_and_field(
     [problem] = exc.value.problems
     assert (problem.file, problem.path) == (str(path), expected[0])
     assert expected[1] in problem.message
+
+
+def test_the_daemons_alerts_carry_sloths_labels_and_annotations_on_their_severity(tmp_path: Path) -> None:
+    alerting = {"name": "AuthHighErrorRate", "annotations": {"summary": "auth errors"},
+                "page_alert": {"labels": {"routing_key": "identity"}}}
+    [slo] = load_specs([write(tmp_path, events(alerting=alerting))])
+    page = SRE_WORKBOOK_TABLE_5_8[0]
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    status = BudgetStatus(slo=slo, at=at, state="burning", sli=0.98, budget_total=slo.budget, consumed=0.5,
+                          burn_rates=dict.fromkeys(BURN_RATE_WINDOWS, 20.0), exhaustion_at=None, burning=(page,))
+    book, _ = step(AlertBook(), [status], at, evaluation_failing=False, known_slo_ids={slo.id})
+    [alert] = book.firing
+    assert dict(alert.labels) == {
+        "alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "login",
+        "long_window": "1h", "short_window": "5m", "slowatch_source": "daemon",
+        "routing_key": "identity", "sloth_alertname": "AuthHighErrorRate",
+    }
+    assert dict(alert.annotations)["summary"] == "auth errors"
