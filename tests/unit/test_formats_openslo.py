@@ -277,3 +277,19 @@ def test_a_time_slice_window_given_as_a_number_is_minutes(tmp_path: Path) -> Non
     doc = slo_doc(indicator={"spec": {"thresholdMetric": metric("sum(rate(x[1m]))")}}, budgetingMethod="Timeslices",
                   objectives=[{"op": "gte", "value": 200, "target": 0.99, "timeSliceWindow": 5}])
     assert one(tmp_path, doc).sli == ThroughputSLI("sum(rate(x[1m]))", 200, timedelta(minutes=5))
+
+
+def test_one_file_may_hold_documents_of_every_format_each_reported_at_its_index(tmp_path: Path) -> None:
+    native = {"apiVersion": "slowatch/v1", "service": "native", "slos": [
+        {"name": "a", "objective": 0.999, "window": "30d", "sli": {"ratio": {"total": "t", "errors": "e"}}}]}
+    sloth = {"version": "prometheus/v1", "service": "sloth", "slos": [
+        {"name": "a", "objective": 99.9, "sli": {"events": {"error_query": "e", "total_query": "t"}}}]}
+    path = write(tmp_path, slo_doc(), native, sloth)
+    problems = problems_of([path])
+    assert [p.path for p in problems] == [
+        "doc[1].slos[0].objective", "doc[2].slos[0].sli.events.total_query", "doc[2].slos[0].sli.events.error_query"]
+    native["slos"][0]["objective"] = 99.9
+    sloth["slos"][0]["sli"]["events"] = {"error_query": "sum(rate(e[{{.window}}]))",
+                                         "total_query": "sum(rate(t[{{.window}}]))"}
+    slos = load_specs([write(tmp_path, slo_doc(), native, sloth)])
+    assert [s.id for s in slos] == ["auth/login", "native/a", "sloth/a"]
