@@ -1,7 +1,10 @@
-"""``slowatch regress BASELINE.json CURRENT.json [--threshold 10] [--format table|json]``.
+"""``slowatch regress BASELINE.json CURRENT.json [--threshold 10] [--format table|json]`` and
+``slowatch regress PATH... --baseline 7d [--window 1d]``.
 
 The seed's regression detector (slowatch.core.regress) over two result files, for a CI pipeline:
-exit 1 when any regression is critical, 0 otherwise, 2 when a file cannot be used.
+exit 1 when any regression is critical, 0 otherwise, 2 when a file cannot be used. Live, it
+compares each SLO's last window with the same window one baseline earlier, on Prometheus:
+latency percentiles, the error ratio and throughput (core/measure.py builds the queries).
 
 Result files: the seed's ``{"metrics": {NAME: {"p95"|"avg"|"value": number}}}`` (in that order of
 preference) and k6's ``--summary-export`` JSON (``"p(95)"``, and ``"rate"`` for counters), flat or
@@ -12,14 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from slowatch.core import regress
+from slowatch.core.conventions import parse_instant
+from slowatch.core.windows import DurationError, parse_duration
 from slowatch.errors import SlowatchError
+from slowatch.settings import from_flags
 
 EXIT_OK, EXIT_CRITICAL, EXIT_UNUSABLE = 0, 1, 2
 # Which number stands for a metric: the seed's order (p95, avg, value), with k6's spellings of the
@@ -42,8 +50,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "high >= 25%%, medium >= 10%%, low below. Exit 1 when a regression is critical, 2 when a file "
         "cannot be used.",
     )
-    sp.add_argument("baseline", type=Path, metavar="BASELINE.json")
-    sp.add_argument("current", type=Path, metavar="CURRENT.json")
+    sp.add_argument("inputs", nargs="+", metavar="BASELINE.json CURRENT.json | PATH",
+                    help="two result files; or, with --baseline, spec files or directories")
+    sp.add_argument("--baseline", type=_duration, metavar="DURATION",
+                    help="live: compare each SLO's last --window with the same window this long ago")
+    sp.add_argument("--window", type=_duration, default=timedelta(days=1), metavar="DURATION",
+                    help="live: the window compared (default 1d)")
+    sp.add_argument("--at", type=_instant, metavar="TIME", help="live: the instant compared (default now)")
+    sp.add_argument("--prometheus-url", help="live: query API base URL (SLOWATCH_PROMETHEUS_URL)")
     sp.add_argument("--threshold", type=Decimal, default=regress.DEFAULT_THRESHOLD,
                     help="percent past which a change is a regression (default 10)")
     sp.add_argument("--format", choices=("table", "json"), default="table")
@@ -54,17 +68,68 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sp.set_defaults(func=run)
 
 
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {m: regress.Direction.HIGHER_IS_WORSE for m in args.higher_is_worse}
     overrides.update({m: regress.Direction.LOWER_IS_WORSE for m in args.lower_is_worse})
-    try:
-        baseline, current = read_results(args.baseline), read_results(args.current)
-        rows = regress.compare(baseline, current, args.threshold, overrides)
-    except (ResultsFileError, regress.BaselineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNUSABLE
+    if args.baseline is not None:
+        rows = live_rows(args, overrides)
+    else:
+        if len(args.inputs) != 2:
+            print("error: give two result files (BASELINE.json CURRENT.json), or spec paths with --baseline",
+                  file=sys.stderr)
+            return EXIT_UNUSABLE
+        try:
+            baseline, current = (read_results(Path(p)) for p in args.inputs)
+            rows = regress.compare(baseline, current, args.threshold, overrides)
+        except (ResultsFileError, regress.BaselineError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
     print(render_json(rows) if args.format == "json" else render_table(rows))
     return EXIT_CRITICAL if regress.has_critical(rows) else EXIT_OK
+
+
+# What each live measure's direction is: latency and the error ratio are worse higher, throughput lower.
+LIVE_DIRECTIONS = {"error_ratio": regress.Direction.HIGHER_IS_WORSE, "throughput": regress.Direction.LOWER_IS_WORSE}
+
+
+def live_rows(args: argparse.Namespace, overrides: Mapping[str, regress.Direction]) -> list[regress.Row]:
+    """Each SLO's measures over the last --window, now and one --baseline earlier."""
+    from slowatch.adapters.prometheus import PrometheusSource
+    from slowatch.core.measure import regression_queries
+    from slowatch.spec import load_specs
+
+    slos = load_specs(args.inputs)
+    settings = from_flags(vars(args))
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries)
+    at: datetime = args.at or datetime.now(UTC).replace(microsecond=0)
+    then = at - args.baseline
+    baseline: dict[str, Decimal | None] = {}
+    current: dict[str, Decimal | None] = {}
+    directions = dict(overrides)
+    flavour = source.flavour()
+    for slo in slos:
+        for measure, promql in regression_queries(slo, args.window, flavour).items():
+            name = f"{slo.id}:{measure}"
+            directions.setdefault(name, LIVE_DIRECTIONS.get(measure, regress.direction_of(measure)))
+            for when, into in ((then, baseline), (at, current)):
+                samples = source.query(promql, when, context=f"slo={slo.id} regress {measure}")
+                values = [s.value for s in samples if math.isfinite(s.value)]
+                into[name] = Decimal(repr(values[0])) if len(values) == 1 else None
+    return regress.compare(baseline, current, args.threshold, directions, zero_baseline_shown=True)
 
 
 def read_results(path: Path) -> dict[str, Decimal | None]:

@@ -45,7 +45,15 @@ from typing import Literal
 import promql_parser
 
 from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI
-from slowatch.core.promql import KIND_LABEL, WINDOW_LABEL, WINDOW_PLACEHOLDER, ResultError, go_float, quote
+from slowatch.core.promql import (
+    KIND_LABEL,
+    WINDOW_LABEL,
+    WINDOW_PLACEHOLDER,
+    ResultError,
+    go_float,
+    quote,
+    selector_with,
+)
 from slowatch.core.windows import format_duration
 
 Flavour = Literal["prometheus", "metricsql"]
@@ -373,3 +381,31 @@ def read_answer(roles: Mapping[str, MeasureRole], samples: Iterable[tuple[Mappin
             raise ResultError(f"{tag} {name}: several series for key {key}; aggregate the query, e.g. sum(...)")
         values[(tag, name, key)] = value
     return Answer(values, by_le)
+
+
+# --- regression: one window of an SLO against the same window earlier ---------------------------
+
+# Latency percentiles the live regression check compares (issue: p50, p95 and p99).
+QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
+def regression_queries(slo: SLO, window: timedelta, flavour: Flavour = PROMETHEUS) -> dict[str, str]:
+    """What ``slowatch regress --baseline`` compares for one SLO over the last ``window``, each
+    evaluated now and one baseline earlier: latency percentiles (``histogram_quantile`` over every
+    bucket of the SLI's histogram), the error ratio, and throughput (events per second; for a
+    throughput SLI, the mean of its own query over the window's slices)."""
+    rng = format_duration(window)
+    sli = slo.sli
+    out: dict[str, str] = {}
+    if isinstance(sli, ThroughputSLI):
+        return {"throughput": f"avg_over_time(({sli.query})[{left_open(window)}:{format_duration(sli.slice)}])"}
+    if isinstance(sli, LatencySLI):
+        buckets = selector_with(f"{sli.histogram}_bucket", sli.selector)
+        for name, q in QUANTILES:
+            out[f"{name}_latency"] = f"histogram_quantile({q}, sum by (le) (rate({buckets}[{rng}])))"
+    events = event_queries(slo, window, flavour)
+    total = events["total"]
+    bad = events["bad"] if "bad" in events else f"({total}) - ({events['good']})"
+    out["error_ratio"] = f"({bad}) / ({total})"
+    out["throughput"] = f"({total}) / {int(window.total_seconds())}"
+    return out

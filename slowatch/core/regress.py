@@ -99,13 +99,20 @@ def compare_one(name: str, baseline: Decimal, current: Decimal, threshold: Decim
 
 
 def compare(baseline: Mapping[str, Decimal | None], current: Mapping[str, Decimal | None],
-            threshold: Decimal = DEFAULT_THRESHOLD, overrides: Mapping[str, Direction] | None = None) -> list[Row]:
+            threshold: Decimal = DEFAULT_THRESHOLD, overrides: Mapping[str, Direction] | None = None, *,
+            zero_baseline_shown: bool = False) -> list[Row]:
     """Every metric of either side, in the baseline's order then the current's new ones. A value
-    of None is a metric that is there but has no usable number."""
+    of None is a metric that is there but has no usable number. ``zero_baseline_shown``: a
+    baseline of exactly 0 (a live error ratio with no errors a week ago) is shown and not judged,
+    instead of being an error (a result file's 0 is a broken file)."""
     rows = []
     for name in [*baseline, *(n for n in current if n not in baseline)]:
         direction = direction_of(name, overrides)
         old, new = baseline.get(name), current.get(name)
+        if old == 0 and new is not None and zero_baseline_shown:
+            rows.append(Row(name, 0.0, float(new), None, False, NOT_A_REGRESSION, direction,
+                            note="baseline is 0: no percentage change"))
+            continue
         if old is None or new is None:
             side = "baseline" if old is None else "current"
             where = baseline if old is None else current
