@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
+from slowatch.core.conventions import TICKET
 from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI, Window
 from slowatch.core.windows import format_duration
-from slowatch.formats.openslo import BUDGET_CONSUMED, RUNBOOK_URL, V1, rows_for_window
+from slowatch.formats.openslo import BUDGET_CONSUMED, RUNBOOK_URL, TARGET_LABEL, V1, rows_for_window
 
 Documents = dict[str, list[dict[str, Any]]]
 """Per service, the documents of its file."""
@@ -43,12 +44,19 @@ def _openslo_duration(d: timedelta) -> str:
     return format_duration(d)  # seconds: OpenSLO has no unit for them; slowatch reads it back
 
 
-def _extras_note(slo: SLO, fmt: str) -> list[str]:
-    if not slo.alerting.extras:
+def _targets(slo: SLO) -> dict[str, list[str]]:
+    """The OpenSLO notification targets of each severity: extras that are only the target label."""
+    return {severity: sorted(dict(e.labels)[TARGET_LABEL].split(","))
+            for severity, e in slo.alerting.extras
+            if not e.annotations and len(e.labels) == 1 and e.labels[0][0] == TARGET_LABEL}
+
+
+def _extras_note(slo: SLO, fmt: str, kept_as_targets: bool = False) -> list[str]:
+    targets = _targets(slo) if kept_as_targets else {}
+    left = [(severity, e) for severity, e in slo.alerting.extras if severity not in targets]
+    if not left:
         return []
-    kept = "; ".join(
-        f"{severity}: labels {dict(e.labels)}, annotations {dict(e.annotations)}" for severity, e in slo.alerting.extras
-    )
+    kept = "; ".join(f"{severity}: labels {dict(e.labels)}, annotations {dict(e.annotations)}" for severity, e in left)
     return [f"{slo.id}: {fmt} has no field for the alert labels and annotations imported from Sloth ({kept}); "
             "add them in Alertmanager (a route's labels or templates), or keep loading the Sloth file"]
 
@@ -85,11 +93,18 @@ def _openslo_indicator(slo: SLO) -> tuple[dict[str, Any], dict[str, Any], str]:
 def _openslo_alerting(slo: SLO) -> list[dict[str, Any]]:
     """One policy per burn-rate row: the specification allows one condition per policy."""
     a = slo.alerting
+    targets = _targets(slo)
 
-    def policy(name: str, conditions: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"kind": "AlertPolicy", "metadata": {"name": name}, "spec": {
-            "alertWhenNoData": a.no_data == "alert", "alertWhenResolved": True, "alertWhenBreaching": True,
-            "conditions": conditions}}
+    def policy(name: str, conditions: list[dict[str, Any]], severity: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {"alertWhenNoData": a.no_data == "alert", "alertWhenResolved": True,
+                                "alertWhenBreaching": True, "conditions": conditions}
+        if targets.get(severity):
+            # Inline, so files of several services may name the same target without a clash.
+            spec["notificationTargets"] = [
+                {"kind": "AlertNotificationTarget", "metadata": {"name": t}, "spec": {"target": t}}
+                for t in targets[severity]
+            ]
+        return {"kind": "AlertPolicy", "metadata": {"name": name}, "spec": spec}
 
     policies = [
         policy(f"{slo.name}-{row.severity}-{row.long_window}", [{
@@ -97,11 +112,12 @@ def _openslo_alerting(slo: SLO) -> list[dict[str, Any]]:
             "metadata": {"name": f"{slo.name}-{row.severity}-{row.long_window}"},
             "spec": {"severity": row.severity,
                      "condition": {"kind": "burnrate", "op": "gte", "threshold": factor,
-                                   "lookbackWindow": row.long_window, "alertAfter": row.short_window}}}])
+                                   "lookbackWindow": row.long_window, "alertAfter": row.short_window}}}],
+               row.severity)
         for row, factor in (rows_for_window(slo.window, slo.sli) if a.burn_rate else [])
     ]
     if not policies and a.no_data == "alert":
-        policies.append(policy(f"{slo.name}-no-data", []))
+        policies.append(policy(f"{slo.name}-no-data", [], TICKET))  # SLONoData is a ticket
     return policies
 
 
@@ -143,7 +159,7 @@ def to_openslo(slos: Sequence[SLO]) -> tuple[Documents, list[str]]:
             {"apiVersion": V1, "kind": "Service", "metadata": {"name": slo.service}, "spec": {}}
         ])
         docs.append(openslo_slo(slo))
-        notes += _extras_note(slo, "OpenSLO")
+        notes += _extras_note(slo, "OpenSLO", kept_as_targets=True)
     return out, notes
 
 

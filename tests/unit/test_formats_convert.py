@@ -108,3 +108,15 @@ def test_a_sloth_file_converts_to_openslo_with_its_numbers(tmp_path: Path, capsy
     assert [d["kind"] for d in docs] == ["Service", "SLO"]
     assert docs[1]["spec"]["objectives"] == [{"displayName": "http-availability", "target": 0.9999}]
     assert strip(load_specs([tmp_path])) == strip(load_specs([SLOTH]))
+
+
+def test_notification_targets_round_trip_through_openslo_and_are_a_note_in_slowatch_v1(tmp_path: Path) -> None:
+    extras = (("page", AlertExtras(labels=(("notification_target", "pagerduty,sre"),))),
+              ("ticket", AlertExtras(labels=(("notification_target", "slack"),))))
+    slo = replace(EVERY_KIND[3], alerting=replace(EVERY_KIND[3].alerting, extras=extras))
+    documents, notes = writer.to_openslo([slo])
+    assert notes == []
+    (tmp_path / "o.yaml").write_text(writer.dump(documents[slo.service]))
+    assert strip(load_specs([tmp_path / "o.yaml"])) == strip([slo])
+    _, notes = writer.to_slowatch([slo])
+    assert [n.split(":")[0] for n in notes] == ["b/latency"]
