@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except BacktestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries)
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries,
+                              bearer_token_file=settings.prometheus_bearer_token_file)
     # Tiles start on a step boundary at or before what the longest window needs.
     starts = {}
     for slo in slos:

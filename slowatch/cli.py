@@ -56,7 +56,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from slowatch.checks import live_problems
 
     settings = _settings(args)
-    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout)
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
+                              bearer_token_file=settings.prometheus_bearer_token_file)
     problems = live_problems(slos, source, args.at or datetime.now(UTC))
     for p in problems:
         print(p, file=sys.stderr)
@@ -78,7 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     at = args.at or datetime.now(UTC).replace(microsecond=0)
     source = PlannedSource(PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout,
-                                            retries=settings.query_retries))
+                                            retries=settings.query_retries,
+                                            bearer_token_file=settings.prometheus_bearer_token_file))
     snapshot = engine.evaluate(slos, source, at, concurrency=settings.concurrency)
     failures = [o.failure for o in snapshot.outcomes]
     if failures and all(isinstance(f, SlowatchError) for f in failures) and isinstance(failures[0], SlowatchError):

@@ -78,7 +78,8 @@ class Daemon:
         self.registry, self.metrics = new_registry(self.holder)
         self.metrics.spec_reload(True, self.clock.now())
         self.prometheus = PrometheusSource(
-            settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries
+            settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries,
+            bearer_token_file=settings.prometheus_bearer_token_file,
         )
         self.store = StateStore(settings.state_dir) if settings.state_dir else None
         saved = self.store.load() if self.store else SavedState()

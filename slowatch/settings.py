@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     """Firing alerts are re-sent this often, well inside Alertmanager's resolve_timeout (5m)."""
     shard: str | None = None
     """``K/N``: evaluate only the SLOs whose stable hash falls in shard K of N."""
+    prometheus_bearer_token_file: Path | None = None
+    """Sent as ``Authorization: Bearer`` to Prometheus, read again whenever the file changes.
+    (Basic auth: ``user:password@`` in the Prometheus or Alertmanager URL, sent as a header.)"""
+    web_config_file: Path | None = None
+    """TLS and basic auth for slowatch's own HTTP server, in exporter-toolkit's web config format
+    (``slowatch.adapters.webconfig``); /healthz and /readyz stay open for probes."""
     external_url: str | None = None
     """slowatch's URL as people reach it (behind a proxy, say); alerts then carry it as
     Alertmanager's ``generatorURL``, pointing at ``/status/{service}/{slo}``."""

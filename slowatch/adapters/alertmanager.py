@@ -32,7 +32,8 @@ import requests
 import structlog
 
 import slowatch
-from slowatch.adapters.urls import redact
+from slowatch.adapters.sessions import session_auth
+from slowatch.adapters.urls import scrub
 from slowatch.core.alerting import Alert, AlertBook
 from slowatch.core.conventions import rfc3339
 
@@ -136,7 +137,8 @@ class AlertmanagerClient:
         """
         if resend_interval <= timedelta(0):
             raise ValueError("resend_interval must be positive")
-        self._urls = {redact(u): u.rstrip("/") for u in urls}  # credentials only in the request URL
+        # Credentials in a URL travel only as the request's Authorization header, never in a URL kept.
+        self._urls = {bare: auth for bare, auth in map(session_auth, urls)}
         pending = pending or {}
         self._targets = {key: _Target(key, pending.get(key, ())) for key in self._urls}
         # Resolved alerts already queued for every URL (so one is queued once, not on every call).
@@ -207,10 +209,11 @@ class AlertmanagerClient:
         if not body:
             return UrlResult(target.url)
         try:
-            response = self._session.post(self._urls[target.url] + API_PATH, json=body, timeout=self._timeout,
+            response = self._session.post(target.url + API_PATH, json=body, timeout=self._timeout,
+                                          auth=self._urls[target.url],
                                           headers={"User-Agent": f"slowatch/{slowatch.__version__}"})
         except requests.RequestException as exc:
-            return self._failed(target, now, f"{type(exc).__name__}: {exc}")
+            return self._failed(target, now, scrub(f"{type(exc).__name__}: {exc}"))
         # Alertmanager stores the valid alerts of a batch and answers 400 for the invalid ones;
         # those will never be accepted, so retrying them would only keep resolves forever.
         refused = response.status_code == requests.codes.bad_request
@@ -242,7 +245,8 @@ class AlertmanagerClient:
     def _payload(self, alert: Alert, ends_at: datetime | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "labels": dict(alert.labels),
-            "annotations": dict(alert.annotations),
+            # Last line of defence: annotations quote errors and URLs, and alerts travel far.
+            "annotations": {k: scrub(v) for k, v in alert.annotations},
             "startsAt": _rfc3339(alert.starts_at),
             "endsAt": _rfc3339(ends_at if ends_at is not None else alert.ends_at or alert.starts_at),
         }

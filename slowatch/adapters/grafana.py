@@ -24,7 +24,7 @@ import requests
 from pydantic import SecretStr
 
 from slowatch.adapters.sessions import retrying_session
-from slowatch.adapters.urls import redact
+from slowatch.adapters.urls import redact, remember_secret
 from slowatch.core.dashboards import FOLDER_TITLE, FOLDER_UID, Dashboard
 from slowatch.errors import GrafanaError
 
@@ -79,6 +79,7 @@ class GrafanaClient:
         self._timeout = timeout
         self._attempts = retries + 1
         self._secret = token.get_secret_value() if token is not None else ""
+        remember_secret(self._secret)  # scrub() masks it wherever text leaves the process
         self._session.headers["Accept"] = "application/json"
         if self._secret:
             self._session.headers["Authorization"] = f"Bearer {self._secret}"

@@ -1,7 +1,8 @@
 """The daemon's HTTP surface (INTERFACES.md, HTTP): a WSGI app served by waitress.
 
 Requests only read the latest published ``DaemonView``; none ever waits for Prometheus, so a slow
-or dead Prometheus cannot make /healthz or /metrics time out.
+or dead Prometheus cannot make /healthz or /metrics time out. Every body that can quote an error
+(/status, the page, /metrics) passes ``urls.scrub`` on its way out.
 
 Routes: ``/`` (status page), ``/status[?service=]``, ``/status/{service}/{slo}``, ``/metrics``,
 ``/healthz``, ``/readyz``, ``/openapi.json``. GET and HEAD only.
@@ -28,6 +29,7 @@ from waitress.trigger import trigger as Trigger  # noqa: N812 - the class is low
 import slowatch
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
+from slowatch.adapters.urls import scrub
 from slowatch.core.conventions import STATES
 from slowatch.view import DaemonView, ViewHolder
 
@@ -80,7 +82,8 @@ class App:
 
     def _json_cached(self, environ: WSGIEnvironment, view: DaemonView, key: tuple[str, ...],
                      doc: Callable[[], Any]) -> _Response:
-        plain = self._cached(view, ("identity", *key), lambda: json.dumps(doc(), ensure_ascii=False).encode("utf-8"))
+        plain = self._cached(view, ("identity", *key),
+                             lambda: scrub(json.dumps(doc(), ensure_ascii=False)).encode("utf-8"))
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = self._cached(view, ("gzip", *key), lambda: gzip.compress(plain, compresslevel=5))
             headers = [("Content-Type", JSON), ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
@@ -92,7 +95,7 @@ class App:
             status, headers, body = self.handle(environ)
         except Exception as exc:  # one bad request must not take the server thread down
             log.exception("http_request_failed", path=environ.get("PATH_INFO"), error=repr(exc))
-            status, headers, body = _json(500, {"error": f"internal error: {exc!r}"})
+            status, headers, body = _json(500, {"error": scrub(f"internal error: {exc!r}")})
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
@@ -154,7 +157,7 @@ class App:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
         if names:  # the same filter prometheus_client's own handlers support
             registry = registry.restricted_registry(names)  # type: ignore[assignment]
-        body = encoder(registry)
+        body = scrub(encoder(registry).decode("utf-8")).encode("utf-8")
         headers = [("Content-Type", content_type)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = gzip.compress(body)
@@ -173,7 +176,7 @@ class App:
         return _json(200, OPENAPI)
 
     def page(self, environ: WSGIEnvironment) -> _Response:
-        text = render_page(self.holder.get(), now=self.clock(), stale_after=self.stale_after)
+        text = scrub(render_page(self.holder.get(), now=self.clock(), stale_after=self.stale_after))
         headers = [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
                    ("X-Content-Type-Options", "nosniff")]
         return _STATUS_TEXT[200], headers, text.encode("utf-8")

@@ -15,13 +15,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 
-from slowatch.adapters.sessions import retrying_session
+from slowatch.adapters.sessions import retrying_session, session_auth
 from slowatch.core.measure import METRICSQL, PROMETHEUS, Flavour
 from slowatch.core.promql import Sample
 from slowatch.errors import QueryError, SourceUnavailable
@@ -67,9 +68,14 @@ class PrometheusSource:
         timeout: timedelta = timedelta(seconds=30),
         retries: int = 3,
         stats: bool = False,
+        bearer_token_file: Path | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        # Credentials (user:password in the URL, or a token file) ride on the session as an
+        # Authorization header; the URL kept here, and so every error message, has none.
+        self.url, auth = session_auth(url, bearer_token_file)
         self.session = session or make_session(retries)
+        if auth is not None:
+            self.session.auth = auth
         self.timeout = (CONNECT_TIMEOUT_SECONDS, timeout.total_seconds())
         self.with_stats = stats
         self.stats = QueryStats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections.abc import Callable, Mapping
@@ -187,10 +188,17 @@ def test_nothing_to_send_posts_nothing() -> None:
     assert t.requests == []
 
 
-def test_credentials_reach_the_request_but_never_the_bookkeeping() -> None:
-    c, t = client({"am-1:9093": down}, urls=("http://user:secret@am-1:9093/",))
+def test_credentials_reach_the_request_as_a_header_but_never_a_url_or_the_bookkeeping() -> None:
+    seen: list[requests.PreparedRequest] = []
+
+    def down_after_reading(request: requests.PreparedRequest) -> int:
+        seen.append(request)
+        return down(request)
+
+    c, t = client({"am-1:9093": down_after_reading}, urls=("http://user:secret@am-1:9093/",))
     c.deliver(BOOK, T0)
-    assert t.requests[0][0] == "http://user:secret@am-1:9093/api/v2/alerts"
+    assert t.requests[0][0] == "http://am-1:9093/api/v2/alerts"
+    assert seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()
     assert list(c.pending()) == [AM1]
     (stats,) = c.stats()
     assert stats.url == AM1
