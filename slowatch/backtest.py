@@ -134,8 +134,12 @@ def table(doc: dict[str, Any]) -> str:
             lines.append(f"    {a['severity']:<6} {a['alertname']}{windows}  {a['starts_at']} -> {ends}")
         for i in r["incidents"]:
             delay = "not detected" if i["detection_delay_seconds"] is None else \
-                f"detected after {format_duration(timedelta(seconds=i['detection_delay_seconds']))}"
+                f"detected after {_span(i['detection_delay_seconds'])}"
             reset = "still firing" if i["time_to_reset_seconds"] is None else \
-                f"reset {format_duration(timedelta(seconds=i['time_to_reset_seconds']))} after its end"
+                f"reset {_span(i['time_to_reset_seconds'])} after its end"
             lines.append(f"    incident {i['start']} .. {i['end']}: {delay}, {reset}")
     return "\n".join(lines)
+
+
+def _span(seconds: float) -> str:
+    return format_duration(timedelta(seconds=seconds)) if seconds > 0 else "0s"

@@ -89,3 +89,14 @@ def test_steps_that_cannot_tile_the_windows_are_refused(step: timedelta, message
     s = slo()
     with pytest.raises(BacktestError, match=message):
         replay([s], {s.id: tiles(s, T0, T0 + DAY, [])}, T0, T0 + DAY, step)
+
+
+def test_the_table_says_when_an_undetected_incident_reset_at_once() -> None:
+    from slowatch.backtest import document, table
+
+    s = slo()
+    start, end = T0, T0 + timedelta(hours=6)
+    report = replay([s], {s.id: tiles(s, start, end, [])}, start, end, timedelta(minutes=1), [INCIDENT])
+    text = table(document(report))
+    assert "incident 2026-11-01T03:00:00Z .. 2026-11-01T03:30:00Z: not detected, reset 0s after its end" in text
+    assert document(report)["slos"][0]["incidents"][0]["time_to_reset_seconds"] == 0
