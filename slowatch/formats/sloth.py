@@ -204,13 +204,12 @@ class _Reader:
             return ()
         out = []
         for key, v in value.items():
-            if labels and key in RESERVED_LABELS:
-                self.fail(w.at(str(key)), f"label {key!r} is set by slowatch itself (severity is page or ticket, "
-                          f"alertname one of slowatch's alert names): route on those in Alertmanager, or rename "
-                          f"this label")
-                continue
             if isinstance(v, dict | list) or v is None:
                 self.fail(w.at(str(key)), f"expected a text value, got {show(v)}")
                 continue
-            out.append((str(key), str(v)))
+            # slowatch sets severity (page or ticket) and alertname itself; a Sloth file's own value
+            # (severity: pageteam, its routing key) is kept beside it as sloth_<label>, as the
+            # alert's name is kept as sloth_alertname: routes can move over one label at a time.
+            name = f"sloth_{key}" if labels and key in RESERVED_LABELS else str(key)
+            out.append((name, str(v)))
         return tuple(out)

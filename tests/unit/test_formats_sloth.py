@@ -22,31 +22,16 @@ DATA = Path(__file__).parents[1] / "data" / "sloth"
 ERRORS = 'sum(rate(http_requests_total{service="auth",code=~"5.."}[{{.window}}]))'
 TOTAL = 'sum(rate(http_requests_total{service="auth"}[{{.window}}]))'
 
-SEVERITY = "label 'severity' is set by slowatch itself"
 EXAMPLES = [
     pytest.param("getting-started.yml", [
         ("doc[0].slo_plugins", "Sloth SLO plugins (sloth.dev/contrib/alert_for/v1) are not supported"),
         ("doc[0].slos[0].alerting.page_alert.for", "unknown or unsupported key `for`"),
-        ("doc[0].slos[0].alerting.page_alert.labels.severity", SEVERITY),
         ("doc[0].slos[0].alerting.ticket_alert.for", "unknown or unsupported key `for`"),
-        ("doc[0].slos[0].alerting.ticket_alert.labels.severity", SEVERITY),
-    ], id="getting-started is refused for its plugin chain, the alerts' for and their severity labels"),
-    pytest.param("k8s-getting-started.yml", [
-        ("doc[0].spec.slos[0].alerting.pageAlert.labels.severity", SEVERITY),
-        ("doc[0].spec.slos[0].alerting.ticketAlert.labels.severity", SEVERITY),
-    ], id="the PrometheusServiceLevel example is refused only for its severity labels"),
-    pytest.param("raw-home-wifi.yml", [
-        ("doc[0].slos[0].alerting.page_alert.labels.severity", SEVERITY),
-        ("doc[0].slos[0].alerting.ticket_alert.labels.severity", SEVERITY),
-    ], id="the raw example (camelCase key in a prometheus/v1 file) is refused only for its severity labels"),
+    ], id="getting-started is refused for its plugin chain and the alerts' for"),
     pytest.param("plugin-getting-started.yml", [
         ("doc[0].slos[0].sli.plugin", "Sloth SLI plugin 'getting_started_availability' is not supported"),
-        ("doc[0].slos[0].alerting.page_alert.labels.severity", SEVERITY),
-        ("doc[0].slos[0].alerting.ticket_alert.labels.severity", SEVERITY),
     ], id="the plugin example is refused naming its plugin"),
 ]
-
-
 @pytest.mark.parametrize(("name", "expected"), EXAMPLES)
 def test_sloths_examples_give_the_documented_error(name: str, expected: list[tuple[str, str]]) -> None:
     with pytest.raises(SpecError) as exc:
@@ -55,6 +40,19 @@ def test_sloths_examples_give_the_documented_error(name: str, expected: list[tup
     assert [p.path for p in problems] == [path for path, _ in expected]
     for problem, (_, text) in zip(problems, expected, strict=True):
         assert text in problem.message
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("k8s-getting-started.yml", id="the PrometheusServiceLevel example loads"),
+    pytest.param("raw-home-wifi.yml", id="the raw example (camelCase key in a prometheus/v1 file) loads"),
+])
+def test_sloths_severity_labels_are_kept_as_sloth_severity_beside_ours(name: str) -> None:
+    slos = load_specs([DATA / name])
+    assert slos
+    for slo in slos:
+        by_severity = {sev: dict(x.labels) for sev, x in slo.alerting.extras}
+        assert set(by_severity) == {"page", "ticket"}
+        assert all("severity" not in labels and "sloth_severity" in labels for labels in by_severity.values())
 
 
 def test_the_no_alerts_example_loads_as_a_30_day_raw_ratio_without_alerts() -> None:
