@@ -50,7 +50,8 @@ def resolve(text: str | None, environ: Mapping[str, str], hostname: str) -> tupl
     if not count_text.isdigit() or int(count_text) < 1:
         raise ShardError(f"SLOWATCH_SHARD=auto needs {SHARDS_ENV}=N (the number of shards), got {count_text!r}")
     count = int(count_text)
-    index_text = environ.get(POD_INDEX_ENV)
+    # Empty when the downward API's pod-index label is missing (Kubernetes before 1.28).
+    index_text = environ.get(POD_INDEX_ENV) or None
     if index_text is None:
         match = _ORDINAL.search(hostname)
         if match is None:

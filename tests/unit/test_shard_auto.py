@@ -43,6 +43,8 @@ def test_the_owner_is_fixed_by_the_id_on_every_host_and_run() -> None:
                  id="auto: ordinal 4 of 6 replicas is the second replica of shard 2"),
     pytest.param("auto", {"SLOWATCH_SHARDS": "2", "SLOWATCH_POD_INDEX": "3"}, "any", (2, 2),
                  id="auto: the pod-index from the downward API wins over the hostname"),
+    pytest.param("auto", {"SLOWATCH_SHARDS": "2", "SLOWATCH_POD_INDEX": ""}, "slowatch-3", (2, 2),
+                 id="auto: an empty pod-index (no such label before Kubernetes 1.28) falls back to the hostname"),
 ])
 def test_resolving_the_shard(setting: str | None, environ: dict[str, str], hostname: str,
                              expected: tuple[int, int] | None) -> None:
