@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             my_cpu = time.process_time() - me0
             alerts = sum(len(r.alerts) for r in report.slos)
             pages = sum(1 for r in report.slos for a in r.alerts if a.severity == "page")
-            log(f"read {read_s:.1f}s ({source.stats.queries} queries, {source.stats.samples:,} samples), "
+            log(f"read {read_s:.1f}s ({source.stats.queries} queries, {source.stats.samples_read:,} samples), "
                 f"replay {replay_s:.1f}s, {alerts} alerts ({pages} pages)")
 
             # The naive way, for scale: the daemon's own evaluation at every step.
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "slos": len(slos), "days": args.days, "step": args.step, "steps": steps,
         "history_days_read": 2 * args.days, "scrape_seconds": data.step,
         "read_seconds": round(read_s, 2), "replay_seconds": round(replay_s, 2), "total_seconds": round(total, 2),
-        "queries": source.stats.queries, "samples_read": source.stats.samples,
+        "queries": source.stats.queries, "samples_read": source.stats.samples_read,
         "samples_in_history": data.series * (2 * args.days * DAY // data.step),
         "prometheus_cpu_seconds_reading": round(read_prom_cpu, 2), "backtest_cpu_seconds": round(my_cpu, 2),
         "alerts": alerts, "pages": pages, "naive_seconds_per_step": round(naive_per_step, 4),

@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     help="RFC 3339 or unix seconds")
     sp.add_argument("--to", dest="end", required=True, type=_instant, metavar="TIME", help="RFC 3339 or unix seconds")
     sp.add_argument("--step", type=_duration, help="evaluation step (default: SLOWATCH_EVALUATION_INTERVAL)")
-    sp.add_argument("--incident", action="append", default=[], type=_interval, metavar="START/END",
-                    help="a known incident (repeatable): its detection delay and time to reset are reported")
+    sp.add_argument("--incident", action="append", default=[], type=_interval, metavar="START/END[=SERVICE[/SLO]]",
+                    help="a known incident (repeatable): its detection delay and time to reset are reported, "
+                    "for the SLOs of SERVICE (or that one SLO) when given, else for every SLO")
     sp.add_argument("--format", choices=("table", "json"), default="table")
     sp.set_defaults(func=run)
 
@@ -56,11 +57,12 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _interval(text: str) -> tuple[datetime, datetime]:
-    start, sep, end = text.partition("/")
+def _interval(text: str) -> tuple[datetime, datetime, str]:
+    interval, _, scope = text.partition("=")
+    start, sep, end = interval.partition("/")
     if not sep:
-        raise argparse.ArgumentTypeError(f"an incident is START/END, got {text!r}")
-    return _instant(start), _instant(end)
+        raise argparse.ArgumentTypeError(f"an incident is START/END[=SERVICE[/SLO]], got {text!r}")
+    return _instant(start), _instant(end), scope
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     end = datetime.fromtimestamp(int(args.end.timestamp()) - int(args.end.timestamp()) % step_s, args.end.tzinfo)
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="backtest") as pool:
         tiles = read_all(source, slos, starts, end, step, pool)
-    incidents = [Incident(a, b) for a, b in args.incident]
+    incidents = [Incident(a, b, scope) for a, b, scope in args.incident]
     report = replay(slos, tiles, args.start, end, step, incidents)
     doc = document(report)
     print(json.dumps(doc, indent=2) if args.format == "json" else table(doc))

@@ -25,7 +25,7 @@ from typing import Any
 
 from slowatch.core import alerting, budget
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
-from slowatch.core.conventions import BUDGET_BURN, BUDGET_CONSUMED, NO_DATA
+from slowatch.core.conventions import BUDGET_BURN, BUDGET_CONSUMED
 from slowatch.core.model import SLO, RollingWindow, alert_rows, nominal_length, window_span
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
@@ -55,6 +55,11 @@ class Tiles:
 class Incident:
     start: datetime
     end: datetime
+    scope: str = ""
+    """``service`` or ``service/slo`` the incident concerns; empty: every SLO."""
+
+    def concerns(self, slo: SLO) -> bool:
+        return not self.scope or self.scope in (slo.service, slo.id)
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,7 @@ def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end
         reports.append(SLOReport(
             slo=slo, alerts=tuple(alerts), pages_per_week=pages / weeks, tickets_per_week=tickets / weeks,
             flaps=_flaps(alerts), budget_consumed_end=final.consumed if final.state in ("ok", "burning", "exhausted")
-            else None, incidents=tuple(_incident(i, alerts) for i in incidents),
+            else None, incidents=tuple(_incident(i, alerts) for i in incidents if i.concerns(slo)),
         ))
     return Report(start=start, end=end, step=step, slos=tuple(reports))
 
@@ -305,17 +310,21 @@ def _flaps(alerts: Sequence[ReplayedAlert]) -> int:
     return count
 
 
-# Alerts that say events went bad (not SLONoData, which says there are none).
+# Alerts that say events went bad (not SLONoData, which says there are none). An incident is
+# detected by the first page in it, else the first burn-rate alert, else a budget threshold; it
+# has reset when the burn-rate alerts firing at its end have resolved (a budget-consumed alert
+# stays until the window forgets the incident: that is the budget, not the alert policy).
 _DETECTING = (BUDGET_BURN, BUDGET_CONSUMED)
 
 
 def _incident(incident: Incident, alerts: Sequence[ReplayedAlert]) -> IncidentReport:
-    relevant = [a for a in alerts if a.alertname in _DETECTING and a.alertname != NO_DATA]
+    relevant = [a for a in alerts if a.alertname in _DETECTING]
     during = [a for a in relevant if incident.start <= a.starts_at <= incident.end]
     pages = [a for a in during if a.severity == PAGE]
-    detected = min((a.starts_at for a in pages or during), default=None)
-    open_at_end = [a for a in relevant
-                   if a.starts_at <= incident.end and (a.ends_at is None or a.ends_at > incident.end)]
+    burns = [a for a in during if a.alertname == BUDGET_BURN]
+    detected = min((a.starts_at for a in pages or burns or during), default=None)
+    open_at_end = [a for a in relevant if a.alertname == BUDGET_BURN
+                   and a.starts_at <= incident.end and (a.ends_at is None or a.ends_at > incident.end)]
     if any(a.ends_at is None for a in open_at_end):
         reset = None
     else:

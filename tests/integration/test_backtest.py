@@ -129,7 +129,7 @@ def test_the_backtest_pages_for_the_auth_incident_when_the_exact_counts_say_so(
         capsys: pytest.CaptureFixture[str], engine: Server, history: History, example: list[SLO]) -> None:
     start, end = period(history)
     inc_start, inc_end = incident(history)
-    doc = backtest(capsys, engine, start, end, "--incident", f"{inc_start}/{inc_end}")
+    doc = backtest(capsys, engine, start, end, "--incident", f"{inc_start}/{inc_end}=auth")
     (auth,) = [s for s in doc["slos"] if s["slo"] == "login-availability"]
     got = intervals(auth["alerts"])
     want = truth(history, availability(example), start, end)
@@ -138,11 +138,12 @@ def test_the_backtest_pages_for_the_auth_incident_when_the_exact_counts_say_so(
     (report,) = auth["incidents"]
     first_page = min(s for a, k, s, _ in want if a == "SLOErrorBudgetBurn")
     assert report["detection_delay_seconds"] == first_page - inc_start
-    resets = [e for _, _, s, e in want if s <= inc_end and (e is None or e > inc_end)]
+    resets = [e for a, _, s, e in want if a == "SLOErrorBudgetBurn" and s <= inc_end and (e is None or e > inc_end)]
     assert report["time_to_reset_seconds"] == (max(resets) - inc_end if None not in resets else None)  # type: ignore[type-var]
     # Every other SLO of the example spec is healthy in these hours: no page.
     others = [s for s in doc["slos"] if s["service"] != "auth"]
     assert others and all(s["pages_per_week"] == 0 for s in others), [(s["slo"], s["alerts"]) for s in others]
+    assert all(s["incidents"] == [] for s in others)  # the incident was scoped to auth
 
 
 @pytest.fixture
