@@ -140,7 +140,8 @@ class Daemon:
     def start(self) -> None:
         host, port = self.settings.listen_host_port
         interval = self.settings.evaluation_interval
-        self.server = serve(App(self.holder, self.registry, stale_after=3 * interval), host, port)
+        self.server = serve(App(self.holder, self.registry, stale_after=3 * interval), host, port,
+                            web_config=self.settings.web_config_file)
         scheduler = BackgroundScheduler(
             timezone=UTC,
             # One cycle at a time; a late cycle runs once, not once per missed slot.

@@ -6,7 +6,8 @@
     │   ├── SourceUnavailable      connection refused, timeout, 5xx after retries (transient)
     │   └── QueryError             the server rejected the query, or its result is unusable
     ├── GrafanaError               Grafana API refused or failed
-    └── StateError                 the state directory cannot be read or written
+    ├── StateError                 the state directory cannot be read or written
+    └── WebConfigError             SLOWATCH_WEB_CONFIG_FILE is unreadable or wrong (file and field)
 """
 
 from __future__ import annotations
@@ -53,4 +54,8 @@ class GrafanaError(SlowatchError):
 
 
 class StateError(SlowatchError):
+    pass
+
+
+class WebConfigError(SlowatchError):
     pass

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -30,6 +31,7 @@ import slowatch
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
 from slowatch.adapters.urls import scrub
+from slowatch.adapters.webconfig import BasicAuth, TLSTerminator, WebConfigFile, protect
 from slowatch.core.conventions import STATES
 from slowatch.view import DaemonView, ViewHolder
 
@@ -199,8 +201,10 @@ def _json(code: int, doc: Any) -> _Response:
 class Server:
     """A waitress server running in a daemon thread; ``port`` is the bound port (also for port 0)."""
 
-    def __init__(self, server: Any, socket_map: dict[Any, Any], wakeup: Trigger, thread: threading.Thread) -> None:
+    def __init__(self, server: Any, socket_map: dict[Any, Any], wakeup: Trigger, thread: threading.Thread,
+                 tls: TLSTerminator | None = None) -> None:
         self._server = server
+        self._tls = tls
         self._map = socket_map
         self._wakeup = wakeup
         self._thread = thread
@@ -210,11 +214,13 @@ class Server:
             self.host, self.port = str(server.effective_host), int(server.effective_port)
         else:  # a MultiSocketServer (a host name with several addresses): the first one
             self.host, self.port = str(server.effective_listen[0][0]), int(server.effective_listen[0][1])
+        if tls is not None:  # waitress listens on loopback behind it; the world sees this address
+            self.host, self.port = str(tls.host), int(tls.port)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection, stop the worker threads. Idempotent."""
@@ -222,6 +228,8 @@ class Server:
             if self._closed:
                 return
             self._closed = True
+        if self._tls is not None:
+            self._tls.close()
         if self._thread.is_alive():
             # Sockets belong to the loop thread: close them there, after which its loop (which
             # runs while the map is not empty) returns.
@@ -243,15 +251,27 @@ class Server:
         self.close()
 
 
-def serve(app: WSGIApplication, host: str, port: int, threads: int = 8) -> Server:
-    """Serve ``app`` on ``host:port`` (port 0: any free port) from a daemon thread."""
+def serve(app: WSGIApplication, host: str, port: int, threads: int = 8, *, web_config: Path | None = None) -> Server:
+    """Serve ``app`` on ``host:port`` (port 0: any free port) from a daemon thread. ``web_config``:
+    an exporter-toolkit web config file (TLS, basic auth; ``adapters/webconfig.py``); a wrong
+    one raises ``WebConfigError``."""
+    tls: TLSTerminator | None = None
+    config_file = WebConfigFile(web_config) if web_config is not None else None
+    if config_file is not None:
+        app = protect(app, BasicAuth(config_file))
     socket_map: dict[Any, Any] = {}
-    server = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="slowatch")
+    behind_tls = config_file is not None and config_file.current()[0].tls
+    server = create_server(app, map=socket_map, host="127.0.0.1" if behind_tls else host,
+                           port=0 if behind_tls else port, threads=threads, ident="slowatch")
+    if config_file is not None and behind_tls:
+        plain: Any = server  # one loopback address: a single-socket server, whose stubs lack the fields
+        tls = TLSTerminator(config_file, host, port, (str(plain.effective_host), int(plain.effective_port)))
     wakeup = Trigger(socket_map)  # our own wake-up pipe in the loop, for close()
     thread = threading.Thread(target=server.run, name="slowatch-http", daemon=True)
-    handle = Server(server, socket_map, wakeup, thread)
+    handle = Server(server, socket_map, wakeup, thread, tls)
     thread.start()
-    log.info("http_listening", url=handle.url, threads=threads)
+    log.info("http_listening", url=handle.url, threads=threads, tls=tls is not None,
+             basic_auth=config_file is not None and bool(config_file.current()[0].users))
     return handle
 
 
