@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -102,33 +101,26 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CRITICAL if regress.has_critical(rows) else EXIT_OK
 
 
-# What each live measure's direction is: latency and the error ratio are worse higher, throughput lower.
-LIVE_DIRECTIONS = {"error_ratio": regress.Direction.HIGHER_IS_WORSE, "throughput": regress.Direction.LOWER_IS_WORSE}
-
-
 def live_rows(args: argparse.Namespace, overrides: Mapping[str, regress.Direction]) -> list[regress.Row]:
     """Each SLO's measures over the last --window, now and one --baseline earlier."""
     from slowatch.adapters.prometheus import PrometheusSource
-    from slowatch.core.measure import regression_queries
+    from slowatch.components.regression import direction, measures
     from slowatch.spec import load_specs
 
     slos = load_specs(args.inputs)
     settings = from_flags(vars(args))
     source = PrometheusSource(settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries)
     at: datetime = args.at or datetime.now(UTC).replace(microsecond=0)
-    then = at - args.baseline
     baseline: dict[str, Decimal | None] = {}
     current: dict[str, Decimal | None] = {}
     directions = dict(overrides)
     flavour = source.flavour()
     for slo in slos:
-        for measure, promql in regression_queries(slo, args.window, flavour).items():
+        old, new = measures(source, slo, args.window, at, at - args.baseline, flavour)
+        for measure in old:
             name = f"{slo.id}:{measure}"
-            directions.setdefault(name, LIVE_DIRECTIONS.get(measure, regress.direction_of(measure)))
-            for when, into in ((then, baseline), (at, current)):
-                samples = source.query(promql, when, context=f"slo={slo.id} regress {measure}")
-                values = [s.value for s in samples if math.isfinite(s.value)]
-                into[name] = Decimal(repr(values[0])) if len(values) == 1 else None
+            directions.setdefault(name, direction(measure))
+            baseline[name], current[name] = old[measure], new[measure]
     return regress.compare(baseline, current, args.threshold, directions, zero_baseline_shown=True)
 
 

@@ -49,12 +49,13 @@ from slowatch.core.model import (
     CalendarWindow,
     LatencySLI,
     RatioSLI,
+    RegressionPolicy,
     RollingWindow,
     ThroughputSLI,
     Window,
 )
 from slowatch.core.promql import WINDOW_PLACEHOLDER
-from slowatch.core.windows import DurationError, parse_duration, parse_latency
+from slowatch.core.windows import DurationError, format_duration, parse_duration, parse_latency
 from slowatch.errors import SpecError, SpecProblem
 
 __all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
@@ -260,6 +261,12 @@ def _budget_percent(value: float) -> float:
     return value
 
 
+def _regression_threshold(value: float) -> float:
+    if not 0 < value < 100:
+        raise ValueError(f"threshold is a percent change in (0, 100), got {_num(value)}: write e.g. 10 (the seed's)")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     # `budget_consumed: 50` reads as well as `[50]`.
     return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -385,6 +392,19 @@ class SLISpec(_Spec):
         return self
 
 
+class RegressionSpec(_Spec):
+    baseline: Duration
+    threshold: Annotated[Number, AfterValidator(_regression_threshold)] = 10.0
+    window: Duration = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _baseline_past_window(self) -> Self:
+        if self.baseline < self.window:
+            raise ValueError(f"baseline ({format_duration(self.baseline)}) must be at least the window "
+                             f"({format_duration(self.window)}), or the two windows overlap: write e.g. baseline: 7d")
+        return self
+
+
 class AlertingSpec(_Spec):
     budget_consumed: Annotated[
         list[Annotated[Number, AfterValidator(_budget_percent)]], BeforeValidator(_one_or_many)
@@ -392,6 +412,7 @@ class AlertingSpec(_Spec):
     burn_rate: Annotated[bool, Field(strict=True)] = True
     runbook_url: Annotated[str, AfterValidator(_url)] | None = None
     no_data: Literal["ignore", "alert"] = "ignore"
+    regression: RegressionSpec | None = None
 
 
 class SLOSpec(_Spec):
@@ -450,6 +471,8 @@ def _to_slo(file: FileSpec, spec: SLOSpec, source: str) -> SLO:
             burn_rate=a.burn_rate,
             runbook_url=a.runbook_url,
             no_data=a.no_data,
+            regression=None if a.regression is None else RegressionPolicy(
+                baseline=a.regression.baseline, threshold=a.regression.threshold, window=a.regression.window),
         ),
         source=source,
     )

@@ -31,7 +31,9 @@ from slowatch.core.conventions import (
     EVALUATED_STATES,
     EVALUATION_FAILING,
     FAILED_STATES,
+    METRIC_LABEL,
     NO_DATA,
+    REGRESSION,
     RESERVED_LABELS,
     SOURCE_DAEMON,
     SOURCE_LABEL,
@@ -39,7 +41,8 @@ from slowatch.core.conventions import (
     rfc3339,
 )
 from slowatch.core.model import SLO, AlertExtras, nominal_length
-from slowatch.core.windows import CURRENT_BURN_WINDOW, BurnRateAlertWindow, parse_duration
+from slowatch.core.regress import Row as RegressionRow
+from slowatch.core.windows import CURRENT_BURN_WINDOW, BurnRateAlertWindow, format_duration, parse_duration
 
 # The names live in core/conventions.py; re-exported because callers think of them as the alerts'.
 __all__ = [
@@ -136,11 +139,14 @@ def step(
     evaluation_failing: bool,
     known_slo_ids: Collection[str],
     dashboard_url: DashboardURL | None = None,
+    regressions: Mapping[str, Sequence[RegressionRow]] | None = None,
 ) -> tuple[AlertBook, list[AlertChange]]:
     """Advance the book to ``now`` given this cycle's statuses.
 
     ``known_slo_ids``: every SLO still in the spec; alerts of any other SLO resolve. An SLO with
     a status counts as known too. ``evaluation_failing``: the cycle had source failures.
+    ``regressions``: the latest regression check per SLO id (``alerting.regression``); an SLO
+    whose check did not run or failed this time keeps its SLORegression alerts as they are.
     ``now`` must be timezone-aware.
     """
     if now.tzinfo is None:
@@ -150,16 +156,24 @@ def step(
     known = set(known_slo_ids) | by_id.keys()
 
     plan = _Plan()
+    regressions = regressions or {}
     for alert in book.firing:
         sid = alert.slo_id
         if sid is None or sid not in known:
             continue
+        if alert.alertname == REGRESSION and sid not in regressions:
+            plan.keep.add(alert.labels)
         status = by_id.get(sid)
         frozen = status is None or status.state in FAILED_STATES
         if frozen or (status is not None and status.state == "no_data" and alert.alertname != NO_DATA):
             plan.keep.add(alert.labels)
     for status in statuses:
         _plan_slo(plan, status, dashboard_url)
+        for row in regressions.get(status.slo.id, ()):
+            if row.is_regression and row.severity in REGRESSION_ALERTS:
+                labels = _labels(status.slo, alertname=REGRESSION, severity=TICKET, **{METRIC_LABEL: row.metric_name})
+                plan.want[labels] = _Wanted(
+                    _annotations(status.slo, dashboard_url, *_regression_text(status.slo, row)), status.slo.id)
     if evaluation_failing:
         plan.want[_evaluation_failing_labels()] = _Wanted(_evaluation_failing_annotations(), None)
 
@@ -326,6 +340,24 @@ def _burn_text(status: BudgetStatus, row: BurnRateAlertWindow) -> tuple[str, str
     short_rate = _rate(status.burn_rates.get(row.short_window))
     description = f"{burn_description(status.slo, row, long_rate, short_rate)} {_numbers(status)} {_exhaustion(status)}"
     return burn_summary(status.slo, row, long_rate), description
+
+
+# The seed's severities that open a ticket (issue: "an SLORegression ticket for high or critical").
+REGRESSION_ALERTS = frozenset({"high", "critical"})
+
+
+def _regression_text(slo: SLO, row: RegressionRow) -> tuple[str, str]:
+    policy = slo.alerting.regression
+    since = f"the same window {format_duration(policy.baseline)} earlier" if policy else "its baseline"
+    change = "" if row.change_percentage is None else f"{row.change_percentage:+.1f}%"
+    summary = f"{slo.id} {row.metric_name} regressed {change} against {since} ({row.severity})"
+    description = (
+        f"{slo.id}: {row.metric_name} is {row.current_value:.6g} over the last "
+        f"{format_duration(policy.window) if policy else 'window'}, against {row.baseline_value:.6g} {since} "
+        f"({change}, past the {policy.threshold if policy else 10:g}% threshold). Did a release or a change of "
+        "traffic make it worse?"
+    )
+    return summary, description
 
 
 def _no_data_text(status: BudgetStatus) -> tuple[str, str]:

@@ -39,6 +39,7 @@ BUDGET_CONSUMED = "SLOErrorBudgetConsumed"
 BUDGET_BURN = "SLOErrorBudgetBurn"
 NO_DATA = "SLONoData"
 EVALUATION_FAILING = "SLOWatchEvaluationFailing"
+REGRESSION = "SLORegression"
 
 # Budget-consumed, no-data and evaluation alerts need a human eventually, not at 3 am
 # (INTERFACES.md, "Alerts"); burn-rate alerts take their severity from the table row.
@@ -54,6 +55,7 @@ SEVERITY_LABEL = "severity"
 THRESHOLD_LABEL = "threshold"
 LONG_WINDOW_LABEL = "long_window"
 SHORT_WINDOW_LABEL = "short_window"
+METRIC_LABEL = "metric"  # SLORegression: which measure regressed (p95_latency, error_ratio, throughput)
 # Tells the generated alerts from the daemon's, which carry the same names and labels, so an
 # Alertmanager can route or inhibit one source and nobody is paged twice.
 SOURCE_LABEL = "slowatch_source"
@@ -62,7 +64,7 @@ SOURCE_DAEMON = "daemon"
 
 RESERVED_LABELS = frozenset({
     ALERTNAME_LABEL, SERVICE_LABEL, SLO_LABEL, WINDOW_LABEL, STATE_LABEL, SEVERITY_LABEL,
-    THRESHOLD_LABEL, LONG_WINDOW_LABEL, SHORT_WINDOW_LABEL, SOURCE_LABEL,
+    THRESHOLD_LABEL, LONG_WINDOW_LABEL, SHORT_WINDOW_LABEL, SOURCE_LABEL, METRIC_LABEL,
 })
 """Labels slowatch sets itself on alerts, rules and self-metrics: the spec loader rejects them as
 spec labels, and every writer drops them from an SLO's labels, so a spec label never overrides them."""

@@ -121,6 +121,17 @@ class AlertExtras:
 
 
 @dataclass(frozen=True)
+class RegressionPolicy:
+    """``alerting.regression``: compare the SLO's last ``window`` with the same window one
+    ``baseline`` earlier (latency percentiles, error ratio, throughput) and raise an SLORegression
+    ticket for a high or critical regression past ``threshold`` percent (the seed's detector)."""
+
+    baseline: timedelta
+    threshold: float = 10.0
+    window: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
 class AlertPolicy:
     budget_consumed: tuple[float, ...] = (50.0,)
     """Percents of the window's budget; an alert fires at each."""
@@ -130,6 +141,7 @@ class AlertPolicy:
     """What a window with no events does to alerts: nothing (default) or an SLONoData ticket."""
     extras: tuple[tuple[str, AlertExtras], ...] = ()
     """(severity, what its alerts also carry), e.g. Sloth's page_alert/ticket_alert labels."""
+    regression: RegressionPolicy | None = None
 
 
 @dataclass(frozen=True)
