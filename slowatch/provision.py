@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_provision_grafana(args: argparse.Namespace) -> int:
+    from slowatch.adapters.dashboards import build_dashboards
     from slowatch.adapters.grafana import GrafanaClient, provision
-    from slowatch.core.dashboards import build_dashboards
     from slowatch.settings import from_flags
     from slowatch.spec import load_specs
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
+from slowatch.adapters.dashboards import build_dashboards
 from slowatch.core.dashboards import (
     DATASOURCE_UID,
     FOLDER_TITLE,
     FOLDER_UID,
     TAG,
-    build_dashboards,
     render,
 )
 from slowatch.core.model import SLO

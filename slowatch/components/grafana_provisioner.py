@@ -81,8 +81,8 @@ class GrafanaProvisioner:
 
     def run(self, client: GrafanaClient, reason: str) -> bool:
         """One provisioning run; False when it failed."""
+        from slowatch.adapters.dashboards import build_dashboards
         from slowatch.adapters.grafana import provision
-        from slowatch.core.dashboards import build_dashboards
 
         retry_in = f"{self._retry_seconds:g}s"
         try:

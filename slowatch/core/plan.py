@@ -45,8 +45,11 @@ from slowatch.core.promql import go_float
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
 HOUR = 3600
-# Windows at least this long come from the ledger; shorter ones are read live each cycle.
-LEDGER_MIN_WINDOW = 86400
+# Windows at least this long come from the ledger; shorter ones are read live each cycle. 2h is
+# the shortest that tiles: its tail ends by the last settled hour (the head is under 1h05m).
+# Counting a span reads its samples four times (core.measure), so the ledger serves 2h and 6h
+# too: a cycle reads 1h35m live plus the head and one tail per long window.
+LEDGER_MIN_WINDOW = 2 * HOUR
 # SLOs per query: bounds the key regex and the answer's size.
 CHUNK = 2000
 # An hour enters the ledger only this long after it ended, once its last samples have surely been

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from slowatch.adapters import dashboards as builders
 from slowatch.core import dashboards as dd
 from slowatch.spec import load_specs
 from tests.grafana_double import TOKEN, FakeGrafana
@@ -157,7 +158,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def test_the_dashboards_are_provisioned_at_start(world: World) -> None:
-    wanted = dd.build_dashboards(load_specs([world.spec]))
+    wanted = builders.build_dashboards(load_specs([world.spec]))
     wait_until(lambda: bool(provisioning_runs(world.daemon.log)), what="the first provisioning run")
     run = provisioning_runs(world.daemon.log)[0]
     assert run["reason"] == "start"
@@ -193,7 +194,7 @@ def test_an_added_slo_creates_exactly_its_dashboard(world: World) -> None:
         uid: v + 1 if uid == dd.OVERVIEW_UID else v for uid, v in before.items()}
     saves = [p for m, p in world.grafana.requests[requests_before:] if m == "POST"]
     assert saves == ["/api/dashboards/db"] * 2, "only the new SLO's dashboard and the overview are written"
-    for d in dd.build_dashboards(slos):
+    for d in builders.build_dashboards(slos):
         assert without_volatile(world.grafana.dashboards[d["uid"]]["dashboard"]) == d
     assert world.grafana.problems == []
 

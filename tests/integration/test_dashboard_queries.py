@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import requests
 
+from slowatch.adapters import dashboards as builders
 from slowatch.core import dashboards as dd
 from slowatch.core.model import SLO, ThroughputSLI
 from slowatch.core.windows import format_duration, parse_duration
@@ -176,14 +177,14 @@ def failure(empties: list[Empty], total: int) -> str:
 def test_every_overview_panel_returns_data(world: World) -> None:
     services = sorted({s.service for s in world.slos})
     assert all(_PLAIN.match(s) for s in services)
-    overview = dd.overview_dashboard(world.slos)
+    overview = builders.overview_dashboard(world.slos)
     # The multi-value ``service`` variable with every service selected, as Grafana formats it for a regex.
     empties = empty_panels(world.prometheus, overview, {"service": f"({'|'.join(services)})"})
     assert not empties, failure(empties, targets(overview))
 
 
 def test_the_overviews_service_variable_lists_every_service(world: World) -> None:
-    (variable,) = dd.overview_dashboard(world.slos)["templating"]["list"]
+    (variable,) = builders.overview_dashboard(world.slos)["templating"]["list"]
     match = re.fullmatch(r"label_values\((\w+), *(\w+)\)", variable["query"])
     assert match, variable["query"]
     metric, label = match.groups()
@@ -210,7 +211,7 @@ def test_every_slo_detail_panel_returns_data(world: World) -> None:
     by_design: list[str] = []
     for slo in world.slos:
         assert _PLAIN.match(slo.service) and _PLAIN.match(slo.name)
-        dashboard = dd.slo_dashboard(slo)
+        dashboard = builders.slo_dashboard(slo)
         total += targets(dashboard)
         found = empty_panels(world.prometheus, dashboard, {"service": slo.service, "slo": slo.name})
         status = world.daemon.slo(slo.service, slo.name)
@@ -233,6 +234,6 @@ def test_every_slo_detail_panel_returns_data(world: World) -> None:
 
 
 def test_every_performance_panel_returns_data(world: World) -> None:
-    performance = dd.performance_dashboard()
+    performance = builders.performance_dashboard()
     empties = empty_panels(world.prometheus, performance, {})
     assert not empties, failure(empties, targets(performance))

@@ -13,13 +13,14 @@ How the rules are evaluated at T (fixture ``rules_prometheus``, ``RuleSet.inline
    history with the group's interval as step, the rule's labels over the result's, ``__name__``
    the record; the samples become TSDB blocks (``promtool tsdb create-blocks-from openmetrics``)
    and a second Prometheus serves the history blocks plus these.
-   We do not run ``create-blocks-from rules`` itself. Prometheus 2.42's backfiller (like its rule
+   We do not run ``create-blocks-from rules`` itself. Prometheus' backfiller (like its rule
    manager) evaluates a group at ``Group.EvalTimestamp``: multiples of the interval *plus an
-   offset hashed from the group and file name*, e.g. 186.7 s past every 5-minute mark. There no
-   sample sits on a step's edges, ``increase`` extrapolates (values like 14068.75) and the steps
-   do not tile the daemon's ``(T - W, T]``. Our range queries start on a multiple of 5m, so
-   every step is ``(t - 5m, t]`` with a sample on both edges. (It is also far cheaper: one block
-   per 2h in all, where promtool writes one per rule per 2h.)
+   offset hashed from the group and file name*, e.g. 186.7 s past every 5-minute mark. A step is a
+   difference of instant values (``core.measure``), so its steps tile at that offset too, but
+   then T's window is the one the last evaluation before T saw; ``bench/accuracy.py`` measures
+   the rules at hashed offsets against the truth at that evaluation. Here the range queries start
+   on a multiple of 5m, so the rules are compared with the daemon at T itself. (It is also far
+   cheaper: one block per 2h in all, where promtool writes one per rule per 2h.)
 3. At T every other rule is one instant query: each recorded series it reads at an instant
    (``slowatch:...{service=..,slo=..,window=..}``) is replaced by the parenthesised expression of
    the one rule recording it, recursively, down to raw series and the backfilled steps. That is
@@ -29,8 +30,8 @@ How the rules are evaluated at T (fixture ``rules_prometheus``, ``RuleSet.inline
    its query returns a sample (the generated alerts have no ``for:``).
 
 Why 1e-9 holds. T is a multiple of 5m and of the 60 s sample step. Every window, the daemon's
-and each rule's, has a sample on both edges, so ``increase`` is ``last - first`` (plus resets) with
-an extrapolation factor of exactly 1.0: an exact difference of integer counters. The steps sit on
+and each rule's, is counted as ``core.measure`` counts a span: a difference of integer counters
+(across a reset, ``increase`` over one more millisecond with that millisecond undone), exact. The steps sit on
 multiples of 5m and tile ``(T - W, T]`` (``sum_over_time`` over ``W - 1ms`` holds exactly W/5m of
 them, see core/rules.py); the daemon adds up the same events as tail + whole hours + head
 (core/plan.py). Integers below 2**53 add exactly in float64, so both sides hold the same counts.

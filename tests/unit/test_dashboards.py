@@ -1,4 +1,5 @@
-"""Grafana dashboards (core/dashboards.py) and their files (adapters/dashboard_files.py)."""
+"""Grafana dashboards (adapters/dashboards.py, identities in core/dashboards.py) and their files
+(adapters/dashboard_files.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
+from slowatch.adapters import dashboards as builders
 from slowatch.adapters.dashboard_files import write_dashboards, write_provisioning
 from slowatch.core import dashboards as dd
 from slowatch.core.model import (
@@ -70,7 +72,7 @@ def example() -> list[SLO]:
 
 
 def all_dashboards() -> list[dd.Dashboard]:
-    return dd.build_dashboards(example())
+    return builders.build_dashboards(example())
 
 
 # Sample values for Grafana's variables, so the queries can be parsed as Prometheus would see them.
@@ -166,7 +168,7 @@ def test_panels_do_not_overlap() -> None:
 
 @pytest.mark.parametrize("s", SLOS)
 def test_every_query_of_an_slo_dashboard_is_valid_promql(s: SLO) -> None:
-    dashboard = dd.slo_dashboard(s)
+    dashboard = builders.slo_dashboard(s)
     found = queries(dashboard)
     assert found
     for where, expr in found:
@@ -177,9 +179,9 @@ def test_every_query_of_an_slo_dashboard_is_valid_promql(s: SLO) -> None:
 
 
 @pytest.mark.parametrize("dashboard", [
-    pytest.param(dd.overview_dashboard(example()), id="the overview of the example spec"),
-    pytest.param(dd.overview_dashboard([]), id="the overview of no SLO at all"),
-    pytest.param(dd.performance_dashboard(), id="the performance dashboard"),
+    pytest.param(builders.overview_dashboard(example()), id="the overview of the example spec"),
+    pytest.param(builders.overview_dashboard([]), id="the overview of no SLO at all"),
+    pytest.param(builders.performance_dashboard(), id="the performance dashboard"),
 ])
 def test_every_query_of_the_shared_dashboards_is_valid_promql(dashboard: dd.Dashboard) -> None:
     for where, expr in queries(dashboard):
@@ -231,9 +233,9 @@ def test_dashboard_url_opens_the_slo_detail_with_its_variables(base: str, expect
 
 def test_a_changed_slo_changes_only_its_own_dashboard() -> None:
     slos = example()
-    before = {d["uid"]: d for d in dd.build_dashboards(slos)}
+    before = {d["uid"]: d for d in builders.build_dashboards(slos)}
     slos[3] = replace(slos[3], objective_percent=99.0, description="changed")
-    after = {d["uid"]: d for d in dd.build_dashboards(slos)}
+    after = {d["uid"]: d for d in builders.build_dashboards(slos)}
     assert [uid for uid in before if before[uid] != after[uid]] == [dd.slo_uid(slos[3])]
 
 
@@ -242,7 +244,7 @@ def test_a_changed_slo_changes_only_its_own_dashboard() -> None:
 
 
 def test_the_overview_filters_every_slo_query_by_a_multi_value_service_variable() -> None:
-    overview = dd.overview_dashboard(example())
+    overview = builders.overview_dashboard(example())
     (var,) = overview["templating"]["list"]
     assert (var["name"], var["type"], var["multi"], var["includeAll"]) == ("service", "query", True, True)
     for where, expr in queries(overview):
@@ -251,7 +253,7 @@ def test_the_overview_filters_every_slo_query_by_a_multi_value_service_variable(
 
 
 def test_the_overview_table_has_a_column_for_each_promised_value() -> None:
-    table = panel(dd.overview_dashboard(example()), "Service-level objectives")
+    table = panel(builders.overview_dashboard(example()), "Service-level objectives")
     names = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
              for o in table["fieldConfig"]["overrides"]}
     shown = {props.get("displayName") for props in names.values()}
@@ -263,7 +265,7 @@ def test_the_overview_table_has_a_column_for_each_promised_value() -> None:
 
 def test_the_overview_links_each_row_to_the_detail_dashboard_of_its_slo() -> None:
     slos = example()
-    index = next(t["expr"] for t in panel(dd.overview_dashboard(slos), "Service-level objectives")["targets"]
+    index = next(t["expr"] for t in panel(builders.overview_dashboard(slos), "Service-level objectives")["targets"]
                  if t["refId"] == "I")
     for s in slos:
         assert f'"dashboard", "{dd.slo_uid(s)}"' in index
@@ -277,7 +279,7 @@ def test_the_overview_links_each_row_to_the_detail_dashboard_of_its_slo() -> Non
 ])
 def test_the_burn_rate_panels_draw_the_alert_thresholds(window: timedelta, pinned: list[float] | None) -> None:
     s = slo(window=RollingWindow(window))
-    dashboard = dd.slo_dashboard(s)
+    dashboard = builders.slo_dashboard(s)
     rows = alert_windows_for(nominal_length(s.window))
     factors = sorted({row.factor(window) for row in rows})
     if pinned is not None:  # the SRE workbook's own numbers
@@ -296,7 +298,7 @@ def test_the_burn_rate_panels_draw_the_alert_thresholds(window: timedelta, pinne
 
 
 def test_the_detail_dashboard_has_every_promised_panel_and_alert_annotations() -> None:
-    dashboard = dd.slo_dashboard(slo())
+    dashboard = builders.slo_dashboard(slo())
     titles = {p["title"] for p in dashboard["panels"]}
     assert {"Error budget remaining (burn-down)", "SLI against the objective", "Burn rate per window",
             "Good and total events"} <= titles
@@ -317,11 +319,11 @@ def test_the_detail_dashboard_has_every_promised_panel_and_alert_annotations() -
 ])
 def test_the_detail_dashboard_shows_the_whole_window(window: RollingWindow | CalendarWindow,
                                                      time: dict[str, str]) -> None:
-    assert dd.slo_dashboard(slo(window=window))["time"] == time
+    assert builders.slo_dashboard(slo(window=window))["time"] == time
 
 
 def test_the_seed_dashboard_keeps_its_thresholds_range_and_refresh() -> None:
-    perf = dd.performance_dashboard()
+    perf = builders.performance_dashboard()
     assert perf["title"] == "AI Agent Framework - Performance Monitoring"
     assert perf["time"] == {"from": "now-24h", "to": "now"}
     assert perf["refresh"] == "30s"
@@ -334,7 +336,7 @@ def test_the_seed_dashboard_keeps_its_thresholds_range_and_refresh() -> None:
 
 
 def test_the_seed_dashboard_takes_its_metric_names_as_parameters() -> None:
-    perf = dd.performance_dashboard(requests_metric="api_calls_total", duration_metric="api_latency_seconds")
+    perf = builders.performance_dashboard(requests_metric="api_calls_total", duration_metric="api_latency_seconds")
     exprs = " ".join(e for _, e in queries(perf))
     assert "api_calls_total" in exprs and "api_latency_seconds_bucket" in exprs
     assert "http_request" not in exprs
@@ -342,7 +344,7 @@ def test_the_seed_dashboard_takes_its_metric_names_as_parameters() -> None:
 
 def test_availability_divides_sums_so_it_is_not_always_100_percent() -> None:
     # The seed's rate(x{code!~"5.."}) / rate(x) divides each series by itself.
-    expr = panel(dd.performance_dashboard(), "Performance SLO Compliance")["targets"][0]["expr"]
+    expr = panel(builders.performance_dashboard(), "Performance SLO Compliance")["targets"][0]["expr"]
     assert expr.count("sum(") == 2
 
 

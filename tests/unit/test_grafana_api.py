@@ -18,6 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from slowatch import cli
+from slowatch.adapters import dashboards as builders
 from slowatch.adapters.grafana import GrafanaClient, provision
 from slowatch.core import dashboards as dd
 from slowatch.errors import GrafanaError
@@ -40,7 +41,7 @@ def client(fake: FakeGrafana, token: str | None = TOKEN, backoff: float = 0.0) -
 
 
 def dashboards() -> list[dd.Dashboard]:
-    return dd.build_dashboards(load_specs([REPO / "deploy" / "slos"]))
+    return builders.build_dashboards(load_specs([REPO / "deploy" / "slos"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,10 +75,10 @@ def test_a_second_run_changes_nothing(grafana: FakeGrafana) -> None:
 
 def test_a_changed_slo_updates_only_its_own_dashboard(grafana: FakeGrafana) -> None:
     slos = load_specs([REPO / "deploy" / "slos"])
-    provision(client(grafana), dd.build_dashboards(slos))
+    provision(client(grafana), builders.build_dashboards(slos))
     grafana.requests.clear()
     slos[0] = replace(slos[0], objective_percent=99.5)
-    result = provision(client(grafana), dd.build_dashboards(slos))
+    result = provision(client(grafana), builders.build_dashboards(slos))
     assert result.updated == (dd.slo_uid(slos[0]),)
     assert result.created == () and not result.folder_created
     assert grafana.posts() == ["/api/dashboards/db"]
