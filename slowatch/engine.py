@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from slowatch.adapters.urls import scrub
@@ -75,9 +75,12 @@ def outcome(slo: SLO, measured: Measurement | Exception, at: datetime, previous:
     if isinstance(measured, Exception):
         return _internal(slo, at, measured)
     try:
-        return Outcome(budget.evaluate(slo, measured))
+        status = budget.evaluate(slo, measured)
     except Exception as exc:
         return _internal(slo, at, exc)
+    # Never dropped: what the query API noted about the answer goes to /status with the values.
+    return Outcome(replace(status, warnings=tuple(scrub(w) for w in measured.warnings)) if measured.warnings
+                   else status)
 
 
 def _internal(slo: SLO, at: datetime, exc: Exception) -> Outcome:

@@ -357,6 +357,9 @@ OPENAPI: dict[str, Any] = {
                 "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
                 "evaluated_at": {**_TIME_OR_NULL},
                 "error": {"type": ["string", "null"]},
+                "warnings": {"type": "array", "items": {"type": "string"},
+                             "description": "What the query API noted about answers it still vouched for "
+                                            "(Prometheus 3's infos); answers with warnings make the SLO stale."},
             },
         },
         "Alert": {

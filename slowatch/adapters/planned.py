@@ -12,6 +12,7 @@ import threading
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from slowatch.adapters.prometheus import PrometheusSource
@@ -91,14 +92,15 @@ class PlannedSource:
                 values = self._fetch_hours(group, chunk, missing, context)
             ledger.fill(missing, values, role_keys, keep_from=need.start if need else missing.start)
         query = group.query(live_spans(chunk, at, use_ledger), chunk, flavour)
-        samples = self.prometheus.query(query, at, context=context)
+        notes: list[str] = []  # the query API's infos: shown with every SLO of the chunk
+        samples = self.prometheus.query(query, at, context=context, notes=notes)
         try:
             answer = read_answer({**group.roles, **group.check}, ((s.labels, s.value) for s in samples))
         except ResultError as exc:
             raise QueryError(f"{context}: {exc}") from exc
         return {
-            slo.id: assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer),
-                           from_ledger=use_ledger)
+            slo.id: replace(assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer),
+                                     from_ledger=use_ledger), warnings=tuple(notes))
             for slo in chunk
         }
 

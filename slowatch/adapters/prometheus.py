@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import structlog
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 
@@ -26,6 +27,8 @@ from slowatch.adapters.sessions import retrying_session, session_auth
 from slowatch.core.measure import METRICSQL, PROMETHEUS, Flavour
 from slowatch.core.promql import Sample
 from slowatch.errors import QueryError, SourceUnavailable
+
+log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 # A MetricsQL-only function: an engine that evaluates it is VictoriaMetrics, whose ``increase``
@@ -100,8 +103,15 @@ class PrometheusSource:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(f"{context}: {self.url}: {_short(exc)}") from exc
         body = _json(response)
-        if body.get("warnings"):
-            body.setdefault("data", {})["_warnings"] = body["warnings"]
+        for key in ("warnings", "infos"):  # Prometheus 3's annotations, Thanos' partial responses
+            if body.get(key) and isinstance(body.get("data"), dict):
+                body["data"][f"_{key}"] = [str(w) for w in body[key]]
+        if response.status_code == 200 and "status" not in body:
+            # A proxy cut the body short (or answered for Prometheus): the server is not to blame
+            # for the data, and the next cycle may get it whole.
+            self.stats.add(queries=1, errors=1)
+            raise SourceUnavailable(f"{context}: {self.url} answered 200 with a body that is not the query API's "
+                                    f"JSON (cut short?): {str(body.get('error', ''))[:100]!r}")
         if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(
@@ -115,9 +125,20 @@ class PrometheusSource:
         self.stats.add(queries=1, samples=samples_read)
         return data
 
-    def query(self, promql: str, at: datetime, *, context: str) -> list[Sample]:
-        """An instant query at ``at``; ``context`` (SLO and window) goes into every error."""
-        data = self._post("/api/v1/query", {"query": promql, "time": f"{at.timestamp():.3f}"}, context=context)
+    def query(self, promql: str, at: datetime, *, context: str, notes: list[str] | None = None) -> list[Sample]:
+        """An instant query at ``at``; ``context`` (SLO and window) goes into every error.
+
+        An answer with ``warnings`` (a partial response, a doubtful evaluation) is not used: the
+        SLO goes stale with the warnings as its error, its alerts frozen. ``infos`` leave the values
+        standing and are appended to ``notes`` (and logged), for /status to show."""
+        form = {"query": promql, "time": f"{at.timestamp():.3f}", "partial_response": "false"}
+        data = self._post("/api/v1/query", form, context=context)
+        if data.get("_warnings"):
+            raise SourceUnavailable(f"{context}: answer not used, the query API warned: {'; '.join(data['_warnings'])}")
+        if data.get("_infos"):
+            log.warning("query API infos", context=context, infos=data["_infos"])
+            if notes is not None:
+                notes.extend(f"info: {i}" for i in data["_infos"])
         if data.get("resultType") != "vector":
             raise QueryError(f"{context}: expected an instant vector, got {data.get('resultType')}")
         return [Sample(labels=r.get("metric", {}), value=float(r["value"][1])) for r in data["result"]]
@@ -131,8 +152,8 @@ class PrometheusSource:
         form = {"query": promql, "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
                 "step": f"{step.total_seconds():g}", "partial_response": "false"}
         data = self._post("/api/v1/query_range", form, context=context)
-        if data.get("warnings") or data.get("_warnings"):
-            raise SourceUnavailable(f"{context}: partial answer: {data.get('warnings') or data.get('_warnings')}")
+        if data.get("_warnings"):
+            raise SourceUnavailable(f"{context}: partial answer: {'; '.join(data['_warnings'])}")
         if data.get("resultType") != "matrix":
             raise QueryError(f"{context}: expected a range vector, got {data.get('resultType')}")
         return [(r.get("metric", {}), [(round(float(t)), float(v)) for t, v in r["values"]]) for r in data["result"]]

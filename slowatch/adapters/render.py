@@ -44,6 +44,7 @@ def slo_document(status: BudgetStatus, alerts: Sequence[AlertView] = ()) -> dict
         "alerts": [dict(a) for a in alerts],
         "evaluated_at": rfc3339(status.at),
         "error": status.error,
+        "warnings": list(status.warnings),
     }
 
 

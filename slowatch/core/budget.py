@@ -45,6 +45,9 @@ class Measurement:
     at: datetime
     counts: Mapping[str, EventCounts]
     problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    """Notes the query API attached to answers it still vouched for (Prometheus 3's ``infos``):
+    the values stand, /status shows the notes."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class BudgetStatus:
     """The burn-rate alert rows whose long and short windows both burn at or above the factor."""
     counts: Mapping[str, EventCounts] = field(default_factory=dict)
     error: str | None = None
+    warnings: tuple[str, ...] = ()
+    """The measurement's ``warnings``, shown in /status."""
 
     @property
     def remaining(self) -> float:

@@ -120,15 +120,14 @@ def extra_series(label: str = "instance", value: str = "recreated") -> Answer:
     return Answer("extra series", rewrite=rewrite)
 
 
-def vanished(**labels: str) -> Answer:
-    """Forward without the series whose labels include every ``labels`` pair (no labels: every
-    series, an empty result). ``vanished(le="0.3")`` is a histogram that lost a bucket."""
+def vanished(label: str | None = None, *values: str) -> Answer:
+    """Forward without the series whose ``label`` has one of ``values`` (no label: every series, an
+    empty result). ``vanished("le", "2", "2.0")`` is a histogram that lost its 2 s bucket."""
     def rewrite(body: Body) -> Body:
-        gone = lambda r: all(r.get("metric", {}).get(k) == v for k, v in labels.items())  # noqa: E731
+        gone = lambda r: label is None or r.get("metric", {}).get(label) in values  # noqa: E731
         return _map_result(body, lambda r: [] if gone(r) else [r])
 
-    name = ", ".join(f"{k}={v}" for k, v in labels.items()) or "every series"
-    return Answer(f"vanished {name}", rewrite=rewrite)
+    return Answer(f"vanished {label}={'|'.join(values)}" if label else "vanished every series", rewrite=rewrite)
 
 
 def partial(warning: str = "partial response: store 10.0.0.7:10901 unavailable") -> Answer:
