@@ -289,6 +289,40 @@ OPENAPI: dict[str, Any] = {
                        "Ratios are fractions (0.999, not 99.9); times are RFC 3339 UTC.",
     },
     "paths": {
+        "/": {"get": {
+            "summary": "The status page (HTML, no scripts)", "operationId": "statusPage",
+            "responses": {"200": {"description": "The page.", "content": {
+                "text/html": {"schema": {"type": "string"}}}}},
+        }},
+        "/metrics": {"get": {
+            "summary": "slowatch's own metrics and every SLO's budget, in the Prometheus exposition format",
+            "operationId": "metrics",
+            "parameters": [{
+                "name": "name[]", "in": "query", "required": False,
+                "description": "Only these metric families (prometheus_client's filter).",
+                "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True,
+            }],
+            "responses": {"200": {"description": "The exposition.", "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            }}},
+        }},
+        "/healthz": {"get": {
+            "summary": "Liveness: the process serves", "operationId": "healthz",
+            "responses": {"200": {"description": "Alive.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        "/readyz": {"get": {
+            "summary": "Readiness: the first evaluation has finished", "operationId": "readyz",
+            "responses": {
+                "200": {"description": "Ready.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "503": {"description": "Not yet.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            },
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This description", "operationId": "openapi",
+            "responses": {"200": {"description": "OpenAPI 3.1.", "content": {
+                "application/json": {"schema": {"type": "object"}}}}},
+        }},
         "/status": {
             "get": {
                 "summary": "Every SLO's latest evaluation",

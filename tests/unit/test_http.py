@@ -227,10 +227,11 @@ def test_metrics_name_filter(server: Server) -> None:
     assert names == {"slowatch_slo_objective_ratio"}
 
 
-def test_openapi_describes_the_status_routes(server: Server) -> None:
+def test_openapi_describes_every_route(server: Server) -> None:
     doc = get(server, "/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/status", "/status/{service}/{slo}"}
+    assert set(doc["paths"]) == {"/", "/status", "/status/{service}/{slo}", "/metrics", "/healthz", "/readyz",
+                                 "/openapi.json"}
     required = set(doc["components"]["schemas"]["SLOStatus"]["required"])
     assert required <= set(slo_document(LOGIN))
 
