@@ -82,7 +82,7 @@ class Daemon:
             bearer_token_file=settings.prometheus_bearer_token_file,
         )
         self.store = StateStore(settings.state_dir) if settings.state_dir else None
-        saved = self.store.load() if self.store else SavedState()
+        saved = self.store.load_or_set_aside() if self.store else SavedState()
         self.alertmanager = AlertmanagerClient.from_settings(settings, pending=saved.pending)
         self._pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="eval")
         self.cycle = Cycle(

@@ -31,12 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from slowatch.core.alerting import Alert, AlertBook, labels_of
 from slowatch.core.conventions import rfc3339
 from slowatch.errors import StateError
 from slowatch.files import write_atomically
+
+log = structlog.get_logger(__name__)
 
 STATE_FILENAME = "alerts.json"
 KIND = "slowatch-state"
@@ -61,19 +64,38 @@ class StateStore:
     def load(self) -> SavedState:
         """The saved state, or an empty one when nothing was saved yet."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return SavedState()
         except OSError as exc:
             raise StateError(f"{self.path}: cannot read the alert state: {exc.strerror or exc}") from exc
         try:
-            return _decode(text)
-        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
+            return _decode(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, pydantic's ValidationError
             raise StateError(
                 f"{self.path}: unreadable alert state ({_reason(exc)}); move it aside "
                 f"(mv {self.path} {self.path}.broken) and restart: slowatch then starts with no alert "
                 "state, and alerts that still fire are sent again with new start times"
             ) from exc
+
+    def load_or_set_aside(self) -> SavedState:
+        """``load``, but a file whose content is broken (a disk fault, a hand edit) is moved to
+        ``alerts.json.broken`` and logged, and the daemon starts with no alert state: alerts that
+        still fire are sent again with new start times, which beats not monitoring at all. A
+        directory that cannot be read at all stays fatal (every save would fail too)."""
+        try:
+            return self.load()
+        except StateError as exc:
+            if not isinstance(exc.__cause__, ValueError):
+                raise
+            aside = self.path.with_name(f"{STATE_FILENAME}.broken")
+            try:
+                self.path.replace(aside)
+            except OSError as move:
+                raise StateError(f"{exc}; moving it aside failed: {move.strerror or move}") from move
+            log.error("alert state unreadable; moved aside, starting with no alert state",
+                      error=_reason(exc.__cause__), moved_to=str(aside))
+            return SavedState()
 
     def save(self, book: AlertBook, pending: Mapping[str, Sequence[str]], now: datetime) -> None:
         text = json.dumps(_encode(book, pending, now), indent=1, ensure_ascii=False) + "\n"
