@@ -11,13 +11,14 @@ Routes: ``/`` (status page), ``/status[?service=]``, ``/status/{service}/{slo}``
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import structlog
@@ -32,6 +33,7 @@ from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
 from slowatch.adapters.urls import scrub
 from slowatch.adapters.webconfig import BasicAuth, TLSTerminator, WebConfigFile, protect
+from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import STATES
 from slowatch.view import DaemonView, ViewHolder
 
@@ -45,8 +47,12 @@ PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-u
 
 _Response = tuple[str, list[tuple[str, str]], bytes]
 
-_STATUS_TEXT = {200: "200 OK", 404: "404 Not Found", 405: "405 Method Not Allowed",
-                500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+_STATUS_TEXT = {200: "200 OK", 304: "304 Not Modified", 400: "400 Bad Request", 404: "404 Not Found",
+                405: "405 Method Not Allowed", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+# /status?limit= at most this many SLOs a page.
+MAX_PAGE = 10_000
+# The spec label /status filters on besides service and state (INTERFACES: labels: {team: ...}).
+TEAM_LABEL = "team"
 _ROUTES_HINT = "/, /status, /status/{service}/{slo}, /metrics, /healthz, /readyz, /openapi.json"
 
 
@@ -83,14 +89,19 @@ class App:
         return body
 
     def _json_cached(self, environ: WSGIEnvironment, view: DaemonView, key: tuple[str, ...],
-                     doc: Callable[[], Any]) -> _Response:
+                     doc: Callable[[], Any], extra: Iterable[tuple[str, str]] = ()) -> _Response:
         plain = self._cached(view, ("identity", *key),
                              lambda: scrub(json.dumps(doc(), ensure_ascii=False)).encode("utf-8"))
+        # A strong validator of the document (not of its encoding): a poller that already has this
+        # view gets 304 and no body, so a 1,000-SLO document costs one hash per cycle, not per request.
+        etag = self._cached(view, ("etag", *key), lambda: _etag(plain))
+        headers = [("Content-Type", JSON), ("Vary", "Accept-Encoding"), ("ETag", etag.decode()), *extra]
+        if etag.decode() in _etags(environ.get("HTTP_IF_NONE_MATCH", "")):
+            return _STATUS_TEXT[304], [h for h in headers if h[0] != "Content-Type"], b""
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
             body = self._cached(view, ("gzip", *key), lambda: gzip.compress(plain, compresslevel=5))
-            headers = [("Content-Type", JSON), ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
-            return _STATUS_TEXT[200], headers, body
-        return _STATUS_TEXT[200], [("Content-Type", JSON), ("Vary", "Accept-Encoding")], plain
+            return _STATUS_TEXT[200], [*headers, ("Content-Encoding", "gzip")], body
+        return _STATUS_TEXT[200], headers, plain
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -133,17 +144,46 @@ class App:
 
     def status(self, environ: WSGIEnvironment) -> _Response:
         view = self.holder.get()
-        # Only known services make a cache key: any other ?service= value cannot grow the cache.
-        known = {s.slo.service for s in view.statuses}
-        services = sorted({s for s in parse_qs(environ.get("QUERY_STRING", "")).get("service", []) if s in known})
-        if parse_qs(environ.get("QUERY_STRING", "")).get("service") and not services:
-            return _json(200, status_document(view.at, [], view.alerts))
-
-        def doc() -> Any:
-            statuses = [s for s in view.statuses if not services or s.slo.service in services]
-            return status_document(view.at, statuses, view.alerts)
-
-        return self._json_cached(environ, view, ("status", *services), doc)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        # Only known values make a cache key: any other ?service= (state=, team=) value cannot grow
+        # the cache; one that matches nothing gives an empty list, as a filter should.
+        filters: list[tuple[str, ...]] = []
+        keep: list[Callable[[BudgetStatus], bool]] = []
+        by: tuple[tuple[str, set[str], Callable[[BudgetStatus], str]], ...] = (
+            ("service", {s.slo.service for s in view.statuses}, lambda s: s.slo.service),
+            ("state", set(STATES), lambda s: s.state),
+            (TEAM_LABEL, {dict(s.slo.labels).get(TEAM_LABEL, "") for s in view.statuses},
+             lambda s: dict(s.slo.labels).get(TEAM_LABEL, "")),
+        )
+        for name, known_values, value_of in by:
+            asked = query.get(name)
+            if not asked:
+                continue
+            chosen = sorted(v for v in set(asked) if v in known_values)
+            if not chosen:
+                return _json(200, status_document(view.at, [], view.alerts))
+            filters.append((name, *chosen))
+            keep.append(_matcher(value_of, frozenset(chosen)))
+        try:
+            limit = _bounded_int(query, "limit", 1, MAX_PAGE, default=None)
+            offset = _bounded_int(query, "offset", 0, None, default=0) or 0
+        except ValueError as exc:
+            return _json(400, {"error": str(exc)})
+        selected = [s for s in view.statuses if all(k(s) for k in keep)]
+        extra: list[tuple[str, str]] = [("X-Total-Count", str(len(selected)))]
+        page = selected
+        if limit is not None or offset:
+            page = selected[offset:offset + limit] if limit is not None else selected[offset:]
+            if limit is not None and offset + limit < len(selected):
+                rest = [(k, v) for k, vs in query.items() if k not in ("offset", "limit") for v in vs]
+                extra.append(("Link", f'</status?{urlencode([*rest, ("limit", limit), ("offset", offset + limit)])}>; '
+                                      'rel="next"'))
+        key = ("status", *(f"{f[0]}={','.join(f[1:])}" for f in filters),
+               *((f"limit={limit}", f"offset={offset}") if limit is not None or offset else ()))
+        if limit is not None and offset % limit:
+            # Odd offsets are not cached (a client walking offset by one would fill the cache).
+            return _json(200, status_document(view.at, page, view.alerts))
+        return self._json_cached(environ, view, key, lambda: status_document(view.at, page, view.alerts), extra)
 
     def one(self, environ: WSGIEnvironment, service: str, name: str) -> _Response:
         view = self.holder.get()
@@ -182,6 +222,33 @@ class App:
         headers = [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
                    ("X-Content-Type-Options", "nosniff")]
         return _STATUS_TEXT[200], headers, text.encode("utf-8")
+
+
+def _matcher(value_of: Callable[[BudgetStatus], str], chosen: frozenset[str]) -> Callable[[BudgetStatus], bool]:
+    return lambda s: value_of(s) in chosen
+
+
+def _etag(body: bytes) -> bytes:
+    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'.encode()
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (``*`` matches any)."""
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
+def _bounded_int(query: dict[str, list[str]], name: str, lowest: int, highest: int | None,
+                 default: int | None) -> int | None:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        n = int(values[-1])
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {values[-1]!r}") from None
+    if n < lowest or (highest is not None and n > highest):
+        raise ValueError(f"{name} must be in [{lowest}, {highest if highest is not None else 'any'}], got {n}")
+    return n
 
 
 def _path(environ: WSGIEnvironment) -> str:
@@ -327,13 +394,31 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Every SLO's latest evaluation",
                 "operationId": "listStatus",
-                "parameters": [{
-                    "name": "service", "in": "query", "required": False,
-                    "description": "Only the SLOs of this service (repeat for several).",
-                    "schema": {"type": "string"},
-                }],
-                "responses": {"200": {"description": "The status document.", "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/StatusDocument"}}}}},
+                "parameters": [
+                    {"name": "service", "in": "query", "required": False,
+                     "description": "Only the SLOs of this service (repeat for several).",
+                     "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "required": False,
+                     "description": "Only the SLOs in this state (repeat for several).",
+                     "schema": {"type": "string", "enum": list(STATES)}},
+                    {"name": "team", "in": "query", "required": False,
+                     "description": "Only the SLOs whose spec label team is this (repeat for several).",
+                     "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "description": "At most this many SLOs; a Link rel=next header points to the next page.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+                    {"name": "offset", "in": "query", "required": False,
+                     "description": "Skip this many SLOs (with limit: pagination).",
+                     "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {
+                    "200": {"description": "The status document (header X-Total-Count: the SLOs that matched).",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/StatusDocument"}}}},
+                    "304": {"description": "If-None-Match holds the current ETag: the document has not changed."},
+                    "400": {"description": "A limit or offset that is not a whole number in range.", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                },
             }
         },
         "/status/{service}/{slo}": {
@@ -347,6 +432,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "The SLO.", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/SLOStatus"}}}},
+                    "304": {"description": "If-None-Match holds the current ETag: the SLO has not changed."},
                     "404": {"description": "No such SLO.", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },

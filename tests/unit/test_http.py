@@ -330,16 +330,84 @@ def test_status_is_serialised_once_per_view_and_follows_a_new_one() -> None:
     app._cached = counting  # type: ignore[method-assign]
     env = {"PATH_INFO": "/status", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
     first = [app.handle(env)[2] for _ in range(3)]
-    assert calls == ["identity/status"] and first[0] == first[1] == first[2]
+    assert calls == ["identity/status", "etag/status"] and first[0] == first[1] == first[2]
     gz = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip, deflate"})
     assert ("Content-Encoding", "gzip") in gz[1]
     assert gzip.decompress(gz[2]) == first[0]
     holder.set(views[1])
     second = app.handle(env)[2]
     assert json.loads(second)["slos"][0]["error_budget"]["consumed"] == 0.75
-    assert calls == ["identity/status", "gzip/status", "identity/status"]
+    assert calls == ["identity/status", "etag/status", "gzip/status", "identity/status", "etag/status"]
     # A filter named like the gzip variant can never be served to a gzip client, nor grow the cache.
     odd = app.handle({**env, "QUERY_STRING": "service=gzip"})
     assert json.loads(odd[2])["slos"] == []
     gz2 = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip"})
     assert json.loads(gzip.decompress(gz2[2]))["slos"][0]["error_budget"]["consumed"] == 0.75
+
+
+# --- a big fleet: ETag and 304, filters by state and team, pagination -------------------------
+
+
+def fleet_app() -> App:
+    from dataclasses import replace as dc_replace
+
+    statuses = []
+    for i in range(25):
+        s = dc_replace(slo(f"svc{i:02d}", "availability"), labels=(("team", "identity" if i % 5 == 0 else "shop"),))
+        statuses.append(status(s, 1.2 if i % 10 == 0 else 0.3))
+    holder = ViewHolder(DaemonView(at=AT, statuses=tuple(statuses), ready=True))
+    registry, _ = new_registry(holder, process=False)
+    return App(holder, registry)
+
+
+def call(app: App, query: str = "", path: str = "/status", **headers: str) -> tuple[str, dict[str, str], bytes]:
+    env = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": query, **headers}
+    code, hdrs, body = app.handle(env)
+    return code, dict(hdrs), body
+
+
+@pytest.mark.parametrize("path", [pytest.param("/status", id="the whole document"),
+                                  pytest.param("/status/svc03/availability", id="one SLO")])
+def test_a_poller_with_the_current_etag_gets_304_and_no_body(path: str) -> None:
+    app = fleet_app()
+    code, headers, body = call(app, path=path)
+    assert code.startswith("200") and headers["ETag"].startswith('"') and body
+    code, again, body = call(app, path=path, HTTP_IF_NONE_MATCH=headers["ETag"])
+    assert code.startswith("304") and body == b"" and again["ETag"] == headers["ETag"]
+    code, _, body = call(app, path=path, HTTP_IF_NONE_MATCH='"something-else"')
+    assert code.startswith("200") and body
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    pytest.param("state=exhausted", ["svc00", "svc10", "svc20"], id="state=exhausted lists only those"),
+    pytest.param("team=identity", ["svc00", "svc05", "svc10", "svc15", "svc20"], id="team=identity"),
+    pytest.param("team=identity&state=ok", ["svc05", "svc15"], id="filters combine"),
+    pytest.param("state=burning", [], id="a state nobody is in gives an empty list"),
+    pytest.param("team=nobody", [], id="an unknown team gives an empty list"),
+])
+def test_status_filters_by_state_and_team(query: str, expected: list[str]) -> None:
+    code, headers, body = call(fleet_app(), query)
+    assert code.startswith("200")
+    assert [s["service"] for s in json.loads(body)["slos"]] == expected
+    assert headers.get("X-Total-Count", "0") == str(len(expected))
+
+
+def test_pages_follow_their_link_until_every_slo_was_served_once() -> None:
+    app = fleet_app()
+    seen: list[str] = []
+    query = "limit=10"
+    pages = 0
+    while query is not None:
+        code, headers, body = call(app, query)
+        assert code.startswith("200") and headers["X-Total-Count"] == "25"
+        seen += [s["service"] for s in json.loads(body)["slos"]]
+        pages += 1
+        link = headers.get("Link")
+        query = link[len("</status?"):link.index(">")] if link else None
+    assert pages == 3 and seen == [f"svc{i:02d}" for i in range(25)]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "offset=-1", "limit=10001"])
+def test_a_bad_page_is_a_400_that_says_why(query: str) -> None:
+    code, _, body = call(fleet_app(), query)
+    assert code.startswith("400") and "must be" in json.loads(body)["error"]
