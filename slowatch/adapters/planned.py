@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.core.budget import Measurement
-from slowatch.core.measure import Span, le_spellings, read_answer
+from slowatch.core.measure import ANSWERED, Span, le_spellings, read_answer
 from slowatch.core.model import SLO
 from slowatch.core.plan import (
     HOUR,
@@ -31,12 +31,14 @@ from slowatch.core.plan import (
     utc,
 )
 from slowatch.core.promql import KIND_LABEL, ResultError
-from slowatch.errors import QueryError, SourceError
+from slowatch.errors import QueryError, SourceError, SourceUnavailable
 
 # Hours per backfill range query, and one backfill at a time: a 10,000-SLO start fills 30 days
 # for every series, and parsing whole answers at once would hold gigabytes of JSON.
 BACKFILL_PIECE = 48
 HOUR_TAG = "hour"
+VANISHED = ("every series vanished from the answer, even the constant one each query returns: refused, "
+            "not read as zero events")
 
 
 class PlannedSource:
@@ -98,6 +100,8 @@ class PlannedSource:
             answer = read_answer({**group.roles, **group.check}, ((s.labels, s.value) for s in samples))
         except ResultError as exc:
             raise QueryError(f"{context}: {exc}") from exc
+        if not answer.answered:
+            raise SourceUnavailable(f"{context}: {VANISHED}")
         return {
             slo.id: replace(assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer),
                                      from_ledger=use_ledger), warnings=tuple(notes))
@@ -129,6 +133,10 @@ class PlannedSource:
             series = self.prometheus.query_range(
                 query, utc(piece[0]), utc(piece[-1]), timedelta(seconds=HOUR), context=f"{context} (hour ledger)"
             )
+            answered = [points for labels, points in series if labels.get(KIND_LABEL) == ANSWERED]
+            if not answered or {t for t, _ in answered[0]} != set(piece):
+                # Hours filled from such an answer would hold zeros for the whole window.
+                raise SourceUnavailable(f"{context} (hour ledger): {VANISHED}")
             for labels, points in series:
                 role = labels.get(KIND_LABEL, "")
                 template = group.roles.get(role)

@@ -62,6 +62,7 @@ PROMETHEUS: Flavour = "prometheus"
 METRICSQL: Flavour = "metricsql"
 """VictoriaMetrics: ``increase`` counts from the last sample before the range, never extrapolates."""
 
+ANSWERED = "answered"  # the kind of the constant sample every tagged query returns
 MS = 1  # milliseconds: Prometheus timestamps are whole milliseconds
 # Prometheus' default --query.lookback-delta: an instant selector takes the last sample this far back.
 LOOKBACK_MS = 5 * 60 * 1000
@@ -332,10 +333,13 @@ def _tag(expr: str, kind: str, window: str | None = None) -> str:
 
 def tagged_query(roles: Mapping[Role, MeasureRole], spans: Mapping[str, Span], keys: Mapping[Role, Sequence[Key]],
                  thresholds: Iterable[float] = (), flavour: Flavour = PROMETHEUS) -> str:
-    """One query for every (span, role), each sample labelled with its tag and role."""
+    """One query for every (span, role), each sample labelled with its tag and role, and the
+    constant ``ANSWERED`` sample: an answer without it lost its series on the way (a proxy, a
+    store), which must not be read as "no events"."""
     thresholds = list(thresholds)
     parts = [_tag(role.render(span, keys[name], thresholds=thresholds, flavour=flavour), name, tag)
              for tag, span in spans.items() for name, role in roles.items()]
+    parts.append(_tag("vector(1)", ANSWERED))
     return "\n  or ".join(parts)
 
 
@@ -356,6 +360,8 @@ class Answer:
 
     values: Mapping[tuple[str, str, Key], float]
     by_le: Mapping[tuple[str, str, Key], Mapping[str, float]]
+    answered: bool = True
+    """The constant sample of ``tagged_query`` came back (else the answer is not to be trusted)."""
 
     def value(self, tag: str, role: str, key: Key, threshold: float | None = None) -> float:
         if threshold is None:
@@ -367,9 +373,11 @@ class Answer:
 def read_answer(roles: Mapping[str, MeasureRole], samples: Iterable[tuple[Mapping[str, str], float]]) -> Answer:
     values: dict[tuple[str, str, Key], float] = {}
     by_le: dict[tuple[str, str, Key], dict[str, float]] = {}
+    answered = False
     for labels, value in samples:
         tag = labels.get(WINDOW_LABEL, "")
         name = labels.get(KIND_LABEL, "")
+        answered = answered or name == ANSWERED
         role = roles.get(name)
         if role is None:
             continue
@@ -380,7 +388,7 @@ def read_answer(roles: Mapping[str, MeasureRole], samples: Iterable[tuple[Mappin
         if (tag, name, key) in values:
             raise ResultError(f"{tag} {name}: several series for key {key}; aggregate the query, e.g. sum(...)")
         values[(tag, name, key)] = value
-    return Answer(values, by_le)
+    return Answer(values, by_le, answered)
 
 
 # --- regression: one window of an SLO against the same window earlier ---------------------------

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slowatch.core.measure import PROMETHEUS, Span, read_answer
+from slowatch.core.measure import ANSWERED, PROMETHEUS, Span, read_answer
 from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI
 from slowatch.core.plan import (
     HOUR,
@@ -101,6 +101,14 @@ def test_slos_differing_only_in_label_values_share_one_group() -> None:
     promql_parser.parse(q)
     assert 'service=~"a|b|c"' in q
     assert q.startswith('label_replace(label_replace(sum by (service) ((last_over_time(')
+
+
+def test_an_answer_without_the_constant_sample_lost_its_series_and_is_not_zero_events() -> None:
+    (group,) = group_slos([ratio("a")])
+    q = group.query({"w300": Span(300)}, group.slos, PROMETHEUS)
+    assert q.endswith(f'label_replace(vector(1), "{KIND_LABEL}", "{ANSWERED}", "", "")')
+    assert read_answer(group.roles, [({KIND_LABEL: ANSWERED}, 1.0)]).answered
+    assert not read_answer(group.roles, []).answered
 
 
 def test_a_raw_query_is_a_group_of_one_read_live_over_whole_windows() -> None:
