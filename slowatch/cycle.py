@@ -33,7 +33,7 @@ from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import SERVICE_LABEL, SLO_LABEL, rfc3339
 from slowatch.core.model import SLO
 from slowatch.errors import StateError
-from slowatch.ports import AlertSink, BatchSource, Publisher, Source, StateStore, Telemetry
+from slowatch.ports import AlertSink, BatchSource, Clock, Publisher, Source, StateStore, Telemetry
 from slowatch.view import DaemonView
 
 log = structlog.get_logger("slowatch")
@@ -54,12 +54,17 @@ class Cycle:
         publisher: Publisher,
         telemetry: Telemetry,
         executor: Executor,
+        clock: Clock | None = None,
         book: AlertBook | None = None,
         dashboard_url: alerting.DashboardURL | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         """``book``: the alert book saved by a previous run (its sink was built with the saved
-        pending resolves). ``timer``: seconds, for the cycle-duration histogram."""
+        pending resolves). ``clock``: when the cycle delivers: a firing alert's validity counts
+        from the post, so a cycle slower than it must not post from its evaluation instant (the
+        alert would arrive expired, resolve and fire again). None: at the evaluation instant, for
+        simulations whose time is only the instants passed to ``run``. ``timer``:
+        seconds, for the cycle-duration histogram."""
         self._slos = tuple(slos)
         self._source = source
         self._sink = sink
@@ -70,6 +75,7 @@ class Cycle:
         self._book = book or AlertBook()
         self._dashboard_url = dashboard_url
         self._timer = timer
+        self._clock = clock
         self._previous: dict[str, BudgetStatus] = {}
         self._history = StatusHistory()
         self._failed_cycles = 0
@@ -117,7 +123,7 @@ class Cycle:
             a = change.alert
             log.warning(f"alert {change.kind}", alertname=a.alertname, labels=dict(a.labels),
                         since=rfc3339(a.starts_at))
-        self.deliver(at)
+        self.deliver(self._clock.now() if self._clock is not None else at)
         with self._lock:
             self._ready = True
         duration = self._timer() - started

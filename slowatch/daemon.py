@@ -90,7 +90,7 @@ class Daemon:
             # Batched queries and the hour ledger: a cycle's cost does not grow with the window length.
             source=PlannedSource(self.prometheus),
             sink=self.alertmanager, store=self.store, publisher=self.holder, telemetry=self.metrics,
-            executor=self._pool, book=saved.book, dashboard_url=self._dashboard_url(),
+            executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
         )
         self.grafana = (
             GrafanaProvisioner(settings.grafana_url, settings.grafana_token, self._grafana_slos)

@@ -25,6 +25,7 @@ from slowatch.adapters.state import SavedState, StateStore
 from slowatch.core.alerting import BUDGET_BURN, BUDGET_CONSUMED
 from slowatch.core.model import SLO, AlertPolicy, RatioSLI, RollingWindow
 from slowatch.cycle import Cycle
+from slowatch.ports import SystemClock
 from slowatch.view import ViewHolder
 from tests.integration.alertmanager_fixtures import ALERTMANAGERS, Notified, WebhookReceiver, launch_alertmanager
 from tests.support.processes import Alertmanager, ProcessError
@@ -72,7 +73,8 @@ class Daemon:
         holder = ViewHolder()
         self.cycle = Cycle(
             [SLO_A], source=ScriptedSource(lambda slo, at: self.answer), sink=self.client, store=store,
-            publisher=holder, telemetry=new_registry(holder, process=False)[1], executor=pool, book=saved.book,
+            publisher=holder, telemetry=new_registry(holder, process=False)[1], executor=pool, clock=SystemClock(),
+            book=saved.book,
         )
 
     def evaluate(self, answer: Answer) -> None:

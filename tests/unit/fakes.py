@@ -123,8 +123,11 @@ class FakeAlertmanager:
     down: bool = False
     pending_ids: list[str] = field(default_factory=list)
     posts: list[list[Posted]] = field(default_factory=list)
+    last_delivery: datetime | None = None
+    """When the last deliver call came (one value: a simulated month must not grow with it)."""
 
     def deliver(self, book: AlertBook, now: datetime) -> Report:
+        self.last_delivery = now
         for a in book.resolved:
             if a.id not in self.pending_ids:
                 self.pending_ids.append(a.id)

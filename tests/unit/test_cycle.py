@@ -103,9 +103,10 @@ def world(
     saved = store.load()
     alertmanager = alertmanager or FakeAlertmanager(pending_ids=[i for ids in saved.pending.values() for i in ids])
     source = source or (BatchedSource(script) if batched else ScriptedSource(script))
-    cycle = Cycle(slos, source=source, sink=alertmanager,
-                  store=store, publisher=holder, telemetry=metrics, executor=pool, book=saved.book)
-    return World(cycle, clock or SteppedClock(), alertmanager, store, holder, registry, metrics)
+    clock = clock or SteppedClock()
+    cycle = Cycle(slos, source=source, sink=alertmanager, store=store, publisher=holder, telemetry=metrics,
+                  executor=pool, clock=clock, book=saved.book)
+    return World(cycle, clock, alertmanager, store, holder, registry, metrics)
 
 
 def login_fails_after_one_cycle(failure: Exception) -> Script:
@@ -225,6 +226,24 @@ def test_a_firing_alert_is_re_sent_on_every_delivery_with_its_first_starts_at(po
     pages = [p for p in w.alertmanager.firing(BUDGET_BURN) if p.labels["long_window"] == "1h"]
     assert len(pages) == 4  # 3 cycles and 1 resend
     assert {p.starts_at for p in pages} == {first}
+
+
+def test_a_slow_cycle_delivers_at_the_time_it_posts_not_at_its_evaluation_instant(pool: ThreadPoolExecutor) -> None:
+    # A firing alert is valid for a few resend intervals from the post: counted from an instant
+    # long past, it would reach Alertmanager expired, resolve there, and fire again.
+    clock = SteppedClock()
+    slow = timedelta(seconds=90)
+
+    def script(s: SLO, at: datetime) -> Answer:
+        if s is LOGIN:
+            clock.step(slow)  # the measuring takes this long
+        return INCIDENT if s is LOGIN else HEALTHY
+
+    w = world(pool, script, clock=clock)
+    evaluated = clock.now()
+    w.cycle.run(evaluated)
+    assert w.alertmanager.last_delivery == evaluated + slow
+    assert {a.starts_at for a in w.cycle.book.firing} == {evaluated}  # alerts still start at the instant
 
 
 def test_the_page_resolves_once_the_burn_stops_and_leaves_the_book_once_delivered(pool: ThreadPoolExecutor) -> None:
