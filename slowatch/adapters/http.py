@@ -144,7 +144,7 @@ class App:
 
     def status(self, environ: WSGIEnvironment) -> _Response:
         view = self.holder.get()
-        query = parse_qs(environ.get("QUERY_STRING", ""))
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         # Only known values make a cache key: any other ?service= (state=, team=) value cannot grow
         # the cache; one that matches nothing gives an empty list, as a filter should.
         filters: list[tuple[str, ...]] = []
@@ -155,8 +155,16 @@ class App:
             (TEAM_LABEL, {dict(s.slo.labels).get(TEAM_LABEL, "") for s in view.statuses},
              lambda s: dict(s.slo.labels).get(TEAM_LABEL, "")),
         )
+        try:
+            limit = _bounded_int(query, "limit", 1, MAX_PAGE, default=None)
+            offset = _bounded_int(query, "offset", 0, None, default=0) or 0
+        except ValueError as exc:
+            return _json(400, {"error": str(exc)})
+        unknown_states = sorted(set(query.get("state", [])) - set(STATES))
+        if unknown_states:
+            return _json(400, {"error": f"state must be one of {', '.join(STATES)}, got {', '.join(unknown_states)}"})
         for name, known_values, value_of in by:
-            asked = query.get(name)
+            asked = [v for v in query.get(name, []) if v]  # ?service= (empty) is no filter
             if not asked:
                 continue
             chosen = sorted(v for v in set(asked) if v in known_values)
@@ -164,11 +172,6 @@ class App:
                 return _json(200, status_document(view.at, [], view.alerts))
             filters.append((name, *chosen))
             keep.append(_matcher(value_of, frozenset(chosen)))
-        try:
-            limit = _bounded_int(query, "limit", 1, MAX_PAGE, default=None)
-            offset = _bounded_int(query, "offset", 0, None, default=0) or 0
-        except ValueError as exc:
-            return _json(400, {"error": str(exc)})
         selected = [s for s in view.statuses if all(k(s) for k in keep)]
         extra: list[tuple[str, str]] = [("X-Total-Count", str(len(selected)))]
         page = selected
@@ -416,7 +419,8 @@ OPENAPI: dict[str, Any] = {
                             "content": {"application/json": {
                                 "schema": {"$ref": "#/components/schemas/StatusDocument"}}}},
                     "304": {"description": "If-None-Match holds the current ETag: the document has not changed."},
-                    "400": {"description": "A limit or offset that is not a whole number in range.", "content": {
+                    "400": {"description": "A state that does not exist, or a limit or offset that is not a whole "
+                            "number in range.", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }

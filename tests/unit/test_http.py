@@ -407,7 +407,7 @@ def test_pages_follow_their_link_until_every_slo_was_served_once() -> None:
     assert pages == 3 and seen == [f"svc{i:02d}" for i in range(25)]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "offset=-1", "limit=10001"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "offset=-1", "limit=10001", "state=burnin"])
 def test_a_bad_page_is_a_400_that_says_why(query: str) -> None:
     code, _, body = call(fleet_app(), query)
     assert code.startswith("400") and "must be" in json.loads(body)["error"]
