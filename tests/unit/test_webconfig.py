@@ -8,6 +8,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +176,46 @@ def test_exporter_toolkits_own_example_loads(tmp_path: Path, certificate: tuple[
     config = load(tmp_path / "web-config.yml")
     assert sorted(config.users) == ["alice", "bob"]
     assert config.cert_file == tmp_path / "server.crt"
+
+
+def test_slowatch_run_serves_its_web_config(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    """The daemon's wiring: `slowatch run` with SLOWATCH_WEB_CONFIG_FILE answers HTTPS, probes open,
+    /status behind the password (Prometheus need not be up for that)."""
+    cert, key = certificate
+    config = write_config(tmp_path / "web.yml", {
+        "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
+        "basic_auth_users": {USER: bcrypt_hash(PASSWORD)},
+    })
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": "/usr/bin:/bin", "SLOWATCH_WEB_CONFIG_FILE": str(config), "SLOWATCH_LISTEN": f"127.0.0.1:{port}",
+           "SLOWATCH_PROMETHEUS_URL": "http://127.0.0.1:9", "SLOWATCH_QUERY_RETRIES": "0"}
+    spec = Path(__file__).parents[2] / "deploy" / "slos"
+    proc = subprocess.Popen([sys.executable, "-m", "slowatch", "run", str(spec)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert requests.get(f"{url}/healthz", verify=str(cert), timeout=5).status_code == 200
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "slowatch run did not serve"
+                time.sleep(0.2)
+        assert requests.get(f"{url}/status", verify=str(cert), timeout=5).status_code == 401
+        assert requests.get(f"{url}/status", auth=(USER, PASSWORD), verify=str(cert), timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def test_slowatch_run_with_a_broken_web_config_exits_1_naming_the_field(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "web.yml", {"basic_auth_users": {"alice": "secret"}})
+    env = {"PATH": "/usr/bin:/bin", "SLOWATCH_WEB_CONFIG_FILE": str(config), "SLOWATCH_LISTEN": "127.0.0.1:0"}
+    spec = Path(__file__).parents[2] / "deploy" / "slos"
+    done = subprocess.run([sys.executable, "-m", "slowatch", "run", str(spec)], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert f"{config}: basic_auth_users.alice: not a bcrypt hash" in done.stderr
