@@ -56,6 +56,9 @@ TOP_KEYS = frozenset({"tls_server_config", "basic_auth_users"})
 # A TLS handshake must finish within this; a client that stalls holds one thread, not the server.
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 PIPE_CHUNK = 65536
+# Connections served at once behind TLS (two threads each); more are closed at once rather than
+# let a flood of idle clients exhaust threads. Scrapers and browsers need a handful.
+MAX_TLS_CONNECTIONS = 128
 # Checked passwords remembered (as a keyed hash, never the password): bcrypt costs ~50 ms on
 # purpose, and a scraper sends the same credentials every 15 s. Bounded so junk cannot grow it.
 AUTH_CACHE_SIZE = 256
@@ -253,6 +256,7 @@ class TLSTerminator:
         self._listener = socket.create_server((host, port), family=_family(host), backlog=128)
         self.host, self.port = self._listener.getsockname()[:2]
         self._closed = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_TLS_CONNECTIONS)
         self._thread = threading.Thread(target=self._accept_loop, name="slowatch-tls", daemon=True)
         self._thread.start()
 
@@ -262,7 +266,17 @@ class TLSTerminator:
                 conn, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._serve, args=(conn,), name="slowatch-tls-conn", daemon=True).start()
+            if not self._slots.acquire(blocking=False):
+                log.warning("tls connection refused: too many open", limit=MAX_TLS_CONNECTIONS)
+                conn.close()
+                continue
+            threading.Thread(target=self._serve_counted, args=(conn,), name="slowatch-tls-conn", daemon=True).start()
+
+    def _serve_counted(self, raw: socket.socket) -> None:
+        try:
+            self._serve(raw)
+        finally:
+            self._slots.release()
 
     def _serve(self, raw: socket.socket) -> None:
         context = self._source.current()[1]

@@ -18,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from slowatch.adapters import webconfig
 from slowatch.adapters.http import App, Server, serve
 from slowatch.adapters.metrics import new_registry
 from slowatch.adapters.webconfig import load
@@ -219,3 +220,26 @@ def test_slowatch_run_with_a_broken_web_config_exits_1_naming_the_field(tmp_path
                           text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert f"{config}: basic_auth_users.alice: not a bcrypt hash" in done.stderr
+
+
+def test_connections_beyond_the_cap_are_closed_and_served_again_once_one_ends(
+    tmp_path: Path, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webconfig, "MAX_TLS_CONNECTIONS", 1)
+    cert, key = certificate
+    config = write_config(tmp_path / "web.yml", {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    context = ssl.create_default_context(cafile=str(cert))
+    with start(config) as server:
+        idle = context.wrap_socket(socket.create_connection((server.host, server.port), timeout=10),
+                                   server_hostname="127.0.0.1")
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            requests.get(server.url + "/healthz", verify=str(cert), timeout=10)
+        idle.close()
+        deadline = time.monotonic() + 10
+        while True:  # the idle connection's threads notice its end
+            try:
+                assert requests.get(server.url + "/healthz", verify=str(cert), timeout=10).status_code == 200
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
