@@ -26,6 +26,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from slowatch.adapters.sessions import retrying_session, session_auth
 from slowatch.core.measure import METRICSQL, PROMETHEUS, Flavour
 from slowatch.core.promql import Sample
+from slowatch.core.windows import format_duration
 from slowatch.errors import QueryError, SourceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -142,6 +143,19 @@ class PrometheusSource:
         if data.get("resultType") != "vector":
             raise QueryError(f"{context}: expected an instant vector, got {data.get('resultType')}")
         return [Sample(labels=r.get("metric", {}), value=float(r["value"][1])) for r in data["result"]]
+
+    def raw_samples(self, selector: str, start: datetime, end: datetime, *, context: str
+                    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """The raw samples of ``selector``'s series in ``(start, end]`` (a range-vector instant
+        query: every scraped sample as it is, no function applied), per series."""
+        rng = format_duration(end - start)
+        data = self._post("/api/v1/query", {"query": f"{selector}[{rng}]", "time": f"{end.timestamp():.3f}",
+                                            "partial_response": "false"}, context=context)
+        if data.get("warnings") or data.get("_warnings"):
+            raise SourceUnavailable(f"{context}: partial answer: {data.get('warnings') or data.get('_warnings')}")
+        if data.get("resultType") != "matrix":
+            raise QueryError(f"{context}: expected a range vector, got {data.get('resultType')}")
+        return [(r.get("metric", {}), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
     def query_range(
         self, promql: str, start: datetime, end: datetime, step: timedelta, *, context: str
