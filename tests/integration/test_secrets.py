@@ -2,8 +2,8 @@
 token file, an Alertmanager URL with credentials and a Grafana token, against a real Prometheus and
 a real Alertmanager behind auth-checking proxies (tests/support/fault_proxy.py). The credentials
 must reach the servers as Authorization headers; then Prometheus, Alertmanager and Grafana become
-unreachable, so every error path that names a URL runs; then the logs, /status, the page, /metrics
-and the alerts Alertmanager holds are searched for every secret, in every spelling.
+unreachable, so every error path that names a URL runs; then the logs, /status, the page, /metrics,
+the state file and the alerts Alertmanager holds are searched for every secret, in every spelling.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class World:
     listen: str
     log: Path
     token_file: Path
+    state_dir: Path
 
     def get(self, path: str) -> requests.Response:
         return requests.get(f"http://{self.listen}{path}", timeout=5)
@@ -105,11 +106,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "SLOWATCH_QUERY_TIMEOUT": "5s",
         "SLOWATCH_LOG_FORMAT": "json",
         "SLOWATCH_LOG_LEVEL": "debug",
+        "SLOWATCH_STATE_DIR": str(work / "state"),
     }
     log = work / "daemon.log"
     daemon = subprocess.Popen([sys.executable, "-m", "slowatch", "run", str(EXAMPLE)], env=env,
                               stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    w = World(prometheus, am, prom_proxy, am_proxy, daemon, listen, log, token_file)
+    w = World(prometheus, am, prom_proxy, am_proxy, daemon, listen, log, token_file, work / "state")
     try:
         yield w
     finally:
@@ -157,6 +159,7 @@ def test_unreachable_servers_and_every_surface_hold_no_secret(world: World) -> N
         "/": world.get("/").text,
         "/metrics": world.get("/metrics").text,
         "alerts at Alertmanager": json.dumps(world.alerts()),
+        "state file": (world.state_dir / "alerts.json").read_text(),
     }
     assert GRAFANA_FAILED in surfaces["log"], "the Grafana error path (URL and token at hand) ran"
     leaks = sorted((name, secret) for name, text in surfaces.items() for secret in SECRETS
