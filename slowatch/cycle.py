@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
 
@@ -32,6 +32,7 @@ from slowatch.core.alerting import AlertBook
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import SERVICE_LABEL, SLO_LABEL, rfc3339
 from slowatch.core.model import SLO
+from slowatch.core.regress import Row as RegressionRow
 from slowatch.errors import StateError
 from slowatch.ports import AlertSink, BatchSource, Clock, Publisher, Source, StateStore, Telemetry
 from slowatch.view import DaemonView
@@ -58,6 +59,7 @@ class Cycle:
         book: AlertBook | None = None,
         dashboard_url: alerting.DashboardURL | None = None,
         timer: Callable[[], float] = time.monotonic,
+        regressions: Callable[[Sequence[SLO], datetime], Mapping[str, Sequence[RegressionRow]]] | None = None,
     ) -> None:
         """``book``: the alert book saved by a previous run (its sink was built with the saved
         pending resolves). ``clock``: when the cycle delivers: a firing alert's validity counts
@@ -75,9 +77,11 @@ class Cycle:
         self._book = book or AlertBook()
         self._dashboard_url = dashboard_url
         self._timer = timer
+        self._regressions = regressions
         self._clock = clock
         self._previous: dict[str, BudgetStatus] = {}
         self._history = StatusHistory()
+        self._findings: dict[str, Sequence[RegressionRow]] = {}
         self._failed_cycles = 0
         self._spec_error: str | None = None
         self._ready = False
@@ -103,6 +107,8 @@ class Cycle:
             previous = dict(self._previous)
         snapshot = engine.evaluate(slos, self._source, at, previous=previous, executor=self._executor)
         _log_internal_errors(snapshot)
+        # alerting.regression checks (their own schedule; Prometheus is asked outside the lock).
+        findings = self._regressions(slos, at) if self._regressions is not None else None
         failures = snapshot.failures
         with self._lock:
             self._failed_cycles = self._failed_cycles + 1 if failures else 0
@@ -114,7 +120,9 @@ class Cycle:
                 evaluation_failing=self._failed_cycles >= FAILING_AFTER_CYCLES,
                 known_slo_ids=current,
                 dashboard_url=self._dashboard_url,
+                regressions=findings,
             )
+            self._findings = dict(findings or {})
             self._previous = {s.slo.id: s for s in statuses}
             self._history.record(statuses, at)
             # Saved before delivery: a crash after posting can never lose what was posted.
@@ -201,6 +209,7 @@ class Cycle:
                 ready=self._ready,
                 history=self._history.snapshot(),
                 spec_error=self._spec_error,
+                regressions={k: tuple(v) for k, v in self._findings.items() if k in ids},
             )
         self._publisher.publish(view)
 

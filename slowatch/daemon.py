@@ -11,8 +11,9 @@ What runs, on which thread:
 
 from __future__ import annotations
 
-import hashlib
+import os
 import signal
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from slowatch import shard
 from slowatch.adapters.alertmanager import AlertmanagerClient
 from slowatch.adapters.http import App, Server, serve
 from slowatch.adapters.metrics import new_registry
@@ -33,38 +35,20 @@ from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.adapters.state import SavedState, StateStore
 from slowatch.adapters.urls import redact, scrub
 from slowatch.components.grafana_provisioner import GrafanaProvisioner
+from slowatch.components.regression import RegressionWatch
 from slowatch.components.spec_watcher import SPEC_POLL_SECONDS, SpecWatcher
 from slowatch.core import alerting
 from slowatch.core.model import SLO
 from slowatch.cycle import FAILING_AFTER_CYCLES, Cycle
+from slowatch.errors import SettingsError
 from slowatch.ports import Clock, SystemClock
 from slowatch.settings import Settings
 from slowatch.spec import load_specs
 from slowatch.view import ViewHolder
 
-__all__ = ["FAILING_AFTER_CYCLES", "Daemon", "in_shard", "parse_shard"]
+__all__ = ["FAILING_AFTER_CYCLES", "Daemon"]
 
 log = structlog.get_logger("slowatch")
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``K/N`` (1 <= K <= N) or None."""
-    if not text:
-        return None
-    k, _, n = text.partition("/")
-    shard, count = int(k), int(n)
-    if not 1 <= shard <= count:
-        raise ValueError(f"shard must be K/N with 1 <= K <= N, got {text!r}")
-    return shard, count
-
-
-def in_shard(slo: SLO, shard: tuple[int, int] | None) -> bool:
-    """A stable hash of the SLO id picks its replica (the same on every host and Python run)."""
-    if shard is None:
-        return True
-    k, n = shard
-    digest = hashlib.sha256(slo.id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % n == k - 1
 
 
 class Daemon:
@@ -72,10 +56,13 @@ class Daemon:
         self.settings = settings
         self.paths = [Path(p) for p in paths]
         self.clock = clock or SystemClock()
-        self.shard = parse_shard(settings.shard)
-        slos = self._load()  # an invalid spec at start is fatal (SpecError -> exit 1)
+        try:
+            self.shard = shard.resolve(settings.shard, os.environ, socket.gethostname())
+        except shard.ShardError as exc:
+            raise SettingsError(str(exc)) from exc
         self.holder = ViewHolder()
         self.registry, self.metrics = new_registry(self.holder)
+        slos = self._load()  # an invalid spec at start is fatal (SpecError -> exit 1)
         self.metrics.spec_reload(True, self.clock.now())
         self.prometheus = PrometheusSource(
             settings.prometheus_url, timeout=settings.query_timeout, retries=settings.query_retries,
@@ -91,6 +78,8 @@ class Daemon:
             source=PlannedSource(self.prometheus),
             sink=self.alertmanager, store=self.store, publisher=self.holder, telemetry=self.metrics,
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
+            # alerting.regression: checked every few minutes, on the plain client (instant queries).
+            regressions=RegressionWatch(self.prometheus).run,
         )
         self.grafana = (
             GrafanaProvisioner(settings.grafana_url, settings.grafana_token, self._grafana_slos)
@@ -105,7 +94,10 @@ class Daemon:
         self.scheduler: BackgroundScheduler | None = None
 
     def _load(self) -> list[SLO]:
-        return [s for s in load_specs(self.paths) if in_shard(s, self.shard)]
+        every = load_specs(self.paths)
+        mine = [s for s in every if shard.in_shard(s.id, self.shard)]
+        self.metrics.shard(self.shard, len(every), [s.id for s in mine], shard.set_hash(s.id for s in mine))
+        return mine
 
     def _grafana_slos(self) -> list[SLO]:
         # The overview lists every SLO: each replica writes the whole spec's dashboards, or the

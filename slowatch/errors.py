@@ -7,7 +7,8 @@
     │   └── QueryError             the server rejected the query, or its result is unusable
     ├── GrafanaError               Grafana API refused or failed
     ├── StateError                 the state directory cannot be read or written
-    └── WebConfigError             SLOWATCH_WEB_CONFIG_FILE is unreadable or wrong (file and field)
+    ├── WebConfigError             SLOWATCH_WEB_CONFIG_FILE is unreadable or wrong (file and field)
+    └── SettingsError              a setting that cannot be used (SLOWATCH_SHARD=auto off a StatefulSet, ...)
 """
 
 from __future__ import annotations
@@ -58,4 +59,8 @@ class StateError(SlowatchError):
 
 
 class WebConfigError(SlowatchError):
+    pass
+
+
+class SettingsError(SlowatchError):
     pass

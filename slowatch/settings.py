@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     alert_resend_interval: timedelta = timedelta(minutes=1)
     """Firing alerts are re-sent this often, well inside Alertmanager's resolve_timeout (5m)."""
     shard: str | None = None
-    """``K/N``: evaluate only the SLOs whose stable hash falls in shard K of N."""
+    """``K/N``: evaluate only the SLOs that rendezvous hashing gives shard K of N; ``auto``: K from
+    the StatefulSet pod ordinal (SLOWATCH_POD_INDEX or the hostname) and N from SLOWATCH_SHARDS."""
     prometheus_bearer_token_file: Path | None = None
     """Sent as ``Authorization: Bearer`` to Prometheus, read again whenever the file changes.
     (Basic auth: ``user:password@`` in the Prometheus or Alertmanager URL, sent as a header.)"""

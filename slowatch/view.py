@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from slowatch.core.budget import BudgetStatus
+from slowatch.core.regress import Row as RegressionRow
 
 AlertView = Mapping[str, Any]
 """One alert as /status shows it (``alerting.views``): alertname, severity, since, labels."""
@@ -34,6 +35,8 @@ class DaemonView:
     """Budget remaining over recent hours, oldest first, by SLO id (the status page's charts)."""
     spec_error: str | None = None
     """Why the last spec reload failed, if it did (the previous spec is still served)."""
+    regressions: Mapping[str, Sequence[RegressionRow]] = field(default_factory=dict)
+    """The last regression check of each SLO with ``alerting.regression``, by SLO id."""
 
     def status(self, service: str, name: str) -> BudgetStatus | None:
         for s in self.statuses:

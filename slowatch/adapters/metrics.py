@@ -12,7 +12,7 @@ Metric and label names are part of the public surface (INTERFACES.md, Metrics): 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -26,6 +26,7 @@ from slowatch.adapters.urls import redact
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import (
     ALERTNAME_LABEL,
+    METRIC_LABEL,
     RESERVED_LABELS,
     SERVICE_LABEL,
     SEVERITY_LABEL,
@@ -64,6 +65,12 @@ class SLOCollector:
         fam = _families()
         for status in view.statuses:
             _add_status(fam, status)
+            for row in view.regressions.get(status.slo.id, ()):
+                if row.change_percentage is not None:
+                    spec = {k: v for k, v in status.slo.labels if k not in RESERVED_LABELS}
+                    _WithSpecLabels(fam, spec).add_metric(
+                        "regression", [status.slo.service, status.slo.name, row.metric_name],
+                        row.change_percentage / 100)
         _add_firing(fam["alert_firing"], view)
         return list(fam.values())
 
@@ -72,6 +79,7 @@ class SLOCollector:
 # a family's private fields.
 _EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     "sli": (WINDOW_LABEL,), "burn_rate": (WINDOW_LABEL,), "state": (STATE_LABEL,),
+    "regression": (METRIC_LABEL,),
 }
 
 
@@ -94,6 +102,9 @@ def _families() -> dict[str, GaugeMetricFamily]:
         "state": g("state", "state", "1 for the SLO's current state, 0 for the others."),
         "exhaustion": g("exhaustion", "exhaustion_timestamp_seconds",
                         "When the budget runs out at the current (1h) burn rate; absent when it does not."),
+        "regression": g("regression", "regression_change_ratio",
+                        "alerting.regression: the change of each measure against its baseline window "
+                        "(0.25 for +25%), from the last check."),
         "alert_firing": GaugeMetricFamily(
             "slowatch_slo_alert_firing", "1 while an alert with these labels fires.", labels=list(ALERT_LABELS)
         ),
@@ -186,6 +197,15 @@ class SelfMetrics:
         self.spec_last_success = Gauge(
             "slowatch_spec_last_reload_success_timestamp_seconds", "When the spec was last loaded.", registry=r
         )
+        # Sharding (README, "High availability and sharding"): with these, a rule can show that the
+        # shards cover every SLO exactly once (deploy/kubernetes-sharded/shard-coverage.yaml).
+        self.spec_slos = Gauge("slowatch_spec_slos", "SLOs in the whole spec, before sharding.", registry=r)
+        self.shard_slos = Gauge("slowatch_shard_slos", "SLOs this replica evaluates.", ["shard", "shards"],
+                                registry=r)
+        self.shard_set_hash = Gauge(
+            "slowatch_shard_slo_set_hash", "A 52-bit fingerprint of this replica's SLO ids: equal on the "
+            "replicas of one shard.", ["shard"], registry=r,
+        )
 
     def observe_cycle(self, duration_s: float, ok: bool, at: datetime) -> None:
         """One finished cycle; ``at`` is its evaluation instant (not the wall clock at its end)."""
@@ -203,6 +223,15 @@ class SelfMetrics:
         url = redact(url)
         self.notifications.labels(url).inc(sent)
         self.notification_errors.labels(url).inc(errors)
+
+    def shard(self, shard: tuple[int, int] | None, spec_slos: int, slo_ids: Collection[str], set_hash: int) -> None:
+        """This replica's share after a (re)load; unsharded it is shard 1 of 1."""
+        k, n = shard or (1, 1)
+        self.spec_slos.set(spec_slos)
+        self.shard_slos.clear()
+        self.shard_slos.labels(str(k), str(n)).set(len(slo_ids))
+        self.shard_set_hash.clear()
+        self.shard_set_hash.labels(str(k)).set(set_hash)
 
     def spec_reload(self, ok: bool, at: datetime) -> None:
         self.spec_reload_success.set(1 if ok else 0)

@@ -41,7 +41,7 @@ ADAPTER_EDGES: dict[tuple[str, str], str] = {
     ("slowatch.adapters.http", "slowatch.adapters.webconfig"): "TLS and basic auth come from the web config",
     ("slowatch.adapters.page", "slowatch.adapters.render"): "the page shows the document's values",
     ("slowatch.adapters.planned", "slowatch.adapters.prometheus"): "batched queries run on the plain client",
-    ("slowatch.adapters.history", "slowatch.adapters.prometheus"): "the backtest's range queries run on the plain client",
+    ("slowatch.adapters.history", "slowatch.adapters.prometheus"): "the backtest reads history on the plain client",
 }
 
 # Modules that work over the ports and the core, whatever adapters are plugged in.
