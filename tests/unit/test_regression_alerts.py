@@ -120,3 +120,28 @@ slos:
     assert slo.alerting.regression == RegressionPolicy(baseline=timedelta(days=7), threshold=15,
                                                        window=timedelta(days=1))
     assert Decimal(repr(slo.alerting.regression.threshold)) == Decimal(15)
+
+
+def test_the_cycle_runs_the_check_and_metrics_export_the_change_as_a_ratio() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from slowatch.adapters.metrics import new_registry
+    from slowatch.cycle import Cycle
+    from slowatch.view import ViewHolder
+    from tests.unit.fakes import FakeAlertmanager, MemoryStore
+
+    class Healthy:
+        def measure(self, slo: SLO, at: datetime) -> Measurement:
+            return Measurement(at=at, counts=healthy(at).counts)
+
+    watch = RegressionWatch(Scripted())
+    holder = ViewHolder()
+    registry, metrics = new_registry(holder, process=False)
+    sink = FakeAlertmanager()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cycle = Cycle([SLO_], source=Healthy(), sink=sink, store=MemoryStore(), publisher=holder,
+                      telemetry=metrics, executor=pool, regressions=watch.run)
+        cycle.run(T0)
+    labels = {"service": "auth", "slo": "login-latency", "metric": "p95_latency"}
+    assert registry.get_sample_value("slowatch_slo_regression_change_ratio", labels) == pytest.approx(0.75)
+    assert [(p.labels["metric"], p.state) for p in sink.firing("SLORegression")] == [("p95_latency", "firing")]
