@@ -28,9 +28,10 @@ from slowatch.errors import QueryError
 # Prometheus refuses a range query of more than 11,000 points per series ("exceeded maximum
 # resolution of 11,000 points per timeseries"): a long history is read in pieces of this many.
 MAX_POINTS = 11_000
-# Raw samples are read a day at a time: at a 15 s scrape that is 5,760 samples per series, well
-# inside Prometheus' default --query.max-samples (50M) for selectors of thousands of series.
-RAW_PIECE = timedelta(days=1)
+# Raw samples are read a week at a time: at a 15 s scrape that is 40,320 samples per series, inside
+# Prometheus' default --query.max-samples (50M) for selectors of up to a thousand series, and few
+# enough queries that their fixed cost does not dominate (a day at a time: 7x the queries, 2x the time).
+RAW_PIECE = timedelta(days=7)
 
 
 def read_tiles(source: PrometheusSource, slo: SLO, start: datetime, end: datetime, tile: timedelta) -> Tiles:
