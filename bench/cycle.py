@@ -133,7 +133,7 @@ Stateless, so one cycle each.
 
 Data: {data.services:,} services x 4 series, {data.days} days at a {data.step}s step
 ({data.series * data.samples_per_series / 1e6:.0f}M samples), Prometheus 2.42 with 54h blocks. Each row is a
-fresh evaluator process (`bench.evaluate`) running `slowatch.engine.evaluate` as `Daemon.cycle`
+fresh evaluator process (`bench.evaluate`) running `slowatch.engine.evaluate` as `slowatch.cycle.Cycle.run` does
 does (source `{source}`, {concurrency} concurrent queries) at the data's last instant; "next" is the
 cycle 30 s later. The first cycle of a fresh process includes filling the hour ledger (range
 queries over the whole window).

@@ -5,7 +5,7 @@ a process of its own, so its CPU seconds and peak RSS are the evaluator's alone.
     python -m bench.evaluate SPEC_DIR --url URL --at UNIX [--cycles 2] [--interval 30]
         [--prometheus-pid PID] [--concurrency N] [--dump FILE] [--per-slo]
 
-The daemon's cycle (``slowatch.daemon.Daemon.cycle``) calls ``slowatch.engine.evaluate`` with a
+The daemon's cycle (``slowatch.cycle.Cycle.run``) calls ``slowatch.engine.evaluate`` with a
 long-lived thread pool of ``Settings().concurrency`` workers, the previous cycle's statuses, and
 the source it built at start: a ``PlannedSource`` (batched queries, hour ledger) over a
 ``PrometheusSource``. This builds the same, with ``stats=True`` so Prometheus reports the samples

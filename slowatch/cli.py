@@ -17,7 +17,7 @@ from pathlib import Path
 from slowatch import __version__
 from slowatch.core import conventions
 from slowatch.errors import SlowatchError, SpecError
-from slowatch.settings import Settings
+from slowatch.settings import Settings, from_flags
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,18 +31,8 @@ def parse_instant(text: str) -> datetime:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        k: v for k, v in {
-            "prometheus_url": getattr(args, "prometheus_url", None),
-            "listen": getattr(args, "listen", None),
-            "state_dir": getattr(args, "state_dir", None),
-            "alertmanager_urls": getattr(args, "alertmanager_urls", None),
-            "evaluation_interval": getattr(args, "evaluation_interval", None),
-            "log_format": getattr(args, "log_format", None),
-            "shard": getattr(args, "shard", None),
-        }.items() if v is not None
-    }
-    return Settings(**overrides)
+    """Settings from the environment; a flag of the same name wins (the one rule: settings.from_flags)."""
+    return from_flags(vars(args))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

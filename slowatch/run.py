@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from slowatch.settings import Settings, from_flags
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the environment; a flag given on the command line wins."""
-    return from_flags(vars(args))
+from slowatch.settings import from_flags
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from slowatch.daemon import Daemon
     from slowatch.logs import configure
 
-    settings = settings_from(args)
+    settings = from_flags(vars(args))
     configure(settings.log_format, settings.log_level)
     return Daemon(settings, args.paths).run_forever()
 

@@ -20,12 +20,12 @@ from typing import Any
 import jinja2
 
 import slowatch
-from slowatch.adapters.render import AlertView, rfc3339
+from slowatch.adapters.render import rfc3339
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import State
 from slowatch.core.model import alert_rows, nominal_length
 from slowatch.core.windows import BURN_RATE_WINDOWS
-from slowatch.view import DaemonView
+from slowatch.view import AlertView, DaemonView
 
 REFRESH_SECONDS = 30
 

@@ -12,6 +12,7 @@ from typing import Any
 from slowatch.core import conventions
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.windows import BURN_RATE_WINDOWS
+from slowatch.view import AlertView
 
 
 def rfc3339(t: datetime | None) -> str | None:
@@ -19,7 +20,6 @@ def rfc3339(t: datetime | None) -> str | None:
     return None if t is None else conventions.rfc3339(t)
 
 
-AlertView = Mapping[str, Any]
 """An alert as /status shows it: alertname, severity, since (and labels the engine adds)."""
 
 

@@ -292,9 +292,9 @@ def _evaluation_failing_annotations() -> Labels:
     # Deliberately free of per-cycle numbers: the alert must not change while it fires.
     return labels_of({
         "summary": "slowatch cannot evaluate some SLOs",
-        "description": "The last evaluation cycle had source failures (Prometheus unreachable or queries "
-        "failing). Affected SLOs are stale or in error and their alerts are frozen; see /status and the "
-        "slowatch logs.",
+        "description": "The last evaluation cycles failed for some SLOs (Prometheus unreachable, queries "
+        "failing, or an internal error, logged with its traceback). Affected SLOs are stale or in error and "
+        "their alerts are frozen; see /status and the slowatch logs.",
     })
 
 
