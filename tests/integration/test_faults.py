@@ -168,10 +168,13 @@ def test_a_fault_gives_the_right_state_no_false_page_or_resolve_and_recovers(wor
     assert _pages(baseline), "the incident's page is firing: a false resolve could be seen"
     assert not any(("alertname", EVALUATION_FAILING) in a for a in baseline)
 
+    before = len(world.proxy.faulted())
     world.proxy.inject(scenario.answer)
     for _ in range(FAULT_CYCLES):
         under = world.run()
-    assert world.proxy.faulted(), "the fault met the daemon's queries"
+    met = len(world.proxy.faulted()) - before
+    print(f"{scenario.answer.name}: {met} faulted requests")  # the README's figure (run with -s)
+    assert met > 0, "the fault met the daemon's queries"
     affected = scenario.only or set(under)
     assert {i: under[i][0] for i in affected} == dict.fromkeys(affected, scenario.state)
     assert all(scenario.message in (under[i][1] or "") for i in affected), {i: under[i][1] for i in affected}
@@ -199,9 +202,3 @@ def test_infos_leave_the_values_standing_and_are_shown_in_status(world: World) -
     view = world.holder.get()
     assert {s.slo.id: s.warnings for s in view.statuses} == {s.id: (f"info: {info}",) for s in world.slos}
 
-
-def test_every_fault_kind_met_the_daemon(world: World) -> None:
-    """Run last: the README's figure, the faulted requests of the whole module (printed with -s)."""
-    met = {s.fault for s in world.proxy.faulted()}
-    print(f"faults injected: {len(world.proxy.faulted())} requests, {len(met)} kinds")
-    assert met >= {str(p.values[0].answer.name) for p in SCENARIOS}  # type: ignore[attr-defined]
