@@ -14,6 +14,7 @@ from typing import Protocol
 
 import promql_parser
 
+from slowatch.core.measure import le_spellings
 from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI, window_span
 from slowatch.core.promql import WINDOW_PLACEHOLDER, go_float, selector_with
 
@@ -65,11 +66,11 @@ def live_problems(slos: Sequence[SLO], source: SeriesSource, at: datetime) -> li
         sli = slo.sli
         if isinstance(sli, LatencySLI):
             bucket = selector_with(f"{sli.histogram}_bucket", sli.selector)
-            bounds = {
-                b for s in source.series(bucket, span.start, at)
-                if (b := _parse_le(s.get("le", ""))) is not None
-            }
-            if bounds and sli.threshold_seconds not in bounds:
+            les = {s.get("le", "") for s in source.series(bucket, span.start, at)}
+            bounds = {b for le in les if (b := _parse_le(le)) is not None}
+            # The daemon's own bound match (core/measure.le_spellings), not a numeric one: "0.20"
+            # equals 0.2 as a number, but no query would select it.
+            if bounds and not les & set(le_spellings(sli.threshold_seconds)):
                 shown = ", ".join(go_float(b) for b in sorted(bounds) if not math.isinf(b))
                 problems.append(
                     f"{where}: sli.latency.threshold {go_float(sli.threshold_seconds)}s is not a bucket bound "

@@ -391,6 +391,14 @@ def read_answer(roles: Mapping[str, MeasureRole], samples: Iterable[tuple[Mappin
     return Answer(values, by_le, answered)
 
 
+# --- a constant total: a precomputed ratio as good/total -----------------------------------------
+
+ONE_EVENT_PER_WINDOW = f"count_over_time(vector(1)[{WINDOW_PLACEHOLDER}:{WINDOW_PLACEHOLDER}])"
+"""A total of exactly one event per window, whatever the window: a subquery whose step is the
+range evaluates at the single multiple of the step inside ``(t - window, t]``. A precomputed
+ratio (Sloth's ``error_ratio_query``, OpenSLO's raw ratios) over it stays the ratio."""
+
+
 # --- regression: one window of an SLO against the same window earlier ---------------------------
 
 # Latency percentiles the live regression check compares (issue: p50, p95 and p99).

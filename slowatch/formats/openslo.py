@@ -30,6 +30,7 @@ from typing import Any
 import promql_parser
 
 from slowatch.core.conventions import TICKET
+from slowatch.core.measure import ONE_EVENT_PER_WINDOW
 from slowatch.core.model import AlertExtras, CalendarWindow, RollingWindow, ThroughputSLI, nominal_length
 from slowatch.core.promql import WINDOW_PLACEHOLDER
 from slowatch.core.windows import BurnRateAlertWindow, DurationError, alert_windows_for, parse_duration
@@ -48,10 +49,8 @@ ANNOTATIONS = (BUDGET_CONSUMED, RUNBOOK_URL)
 # delivery to the implementation and suggests a label Alertmanager routes on.
 TARGET_LABEL = "notification_target"
 
-# A total of exactly one event per window, whatever the window: a subquery whose step is the
-# range evaluates at the single multiple of the step inside (t - window, t]. Dividing a
-# precomputed ratio by it leaves the ratio as it is.
-ONE_PER_WINDOW = f"count_over_time(vector(1)[{WINDOW_PLACEHOLDER}:{WINDOW_PLACEHOLDER}])"
+# A total of exactly one event per window (built where all measuring PromQL is: core/measure.py).
+ONE_PER_WINDOW = ONE_EVENT_PER_WINDOW
 
 # OpenSLO's duration units beyond Prometheus' (spec: "Duration shorthand", m h d w M Q Y).
 _CALENDAR_UNITS = {"1M": "month", "1w": "week"}
