@@ -110,8 +110,11 @@ class Cycle:
         # alerting.regression checks (their own schedule; Prometheus is asked outside the lock).
         findings = self._regressions(slos, at) if self._regressions is not None else None
         failures = snapshot.failures
+        # An SLO whose data the budget refuses (NaN, negative counts, a missing bound) is `error`
+        # without a source failure; it is not evaluated all the same, and must not be silent.
+        unevaluated = failures or any(s.state == "error" for s in snapshot.statuses)
         with self._lock:
-            self._failed_cycles = self._failed_cycles + 1 if failures else 0
+            self._failed_cycles = self._failed_cycles + 1 if unevaluated else 0
             # A reload while measuring may have removed SLOs: their statuses must not fire anything.
             current = {s.id for s in self._slos}
             statuses = [s for s in snapshot.statuses if s.slo.id in current]
@@ -135,7 +138,7 @@ class Cycle:
         with self._lock:
             self._ready = True
         duration = self._timer() - started
-        self._telemetry.observe_cycle(duration, ok=not failures, at=at)
+        self._telemetry.observe_cycle(duration, ok=not unevaluated, at=at)
         self.publish(at)
         states: dict[str, int] = {}
         for s in snapshot.statuses:

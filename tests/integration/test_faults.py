@@ -67,9 +67,9 @@ class Scenario:
     message: str
     """In every affected SLO's ``error``."""
     failing: bool = True
-    """SLOWatchEvaluationFailing fires: the source failed (stale) or rejected the answer (QueryError).
-    Data the budget refuses (NaN, negative counts, a missing bound) makes those SLOs `error` in
-    /status but does not fail the cycle (engine.outcome)."""
+    """SLOWatchEvaluationFailing fires: the source failed (stale), rejected the answer (QueryError),
+    or the budget refused the data (NaN, negative counts, a missing bound: those SLOs are `error`,
+    not evaluated, and a monitor that cannot evaluate an SLO must say so)."""
     only: frozenset[str] | None = None
 
 
@@ -86,11 +86,11 @@ SCENARIOS = [
                  id="an answer with warnings is not used: stale"),
     pytest.param(Scenario(faults.partial(), "stale", "the query API warned: partial response"),
                  id="a partial response (Thanos-style): stale"),
-    pytest.param(Scenario(faults.values(math.nan), "error", "is not a finite count", failing=False),
+    pytest.param(Scenario(faults.values(math.nan), "error", "is not a finite count"),
                  id="NaN values: error"),
-    pytest.param(Scenario(faults.values(math.inf), "error", "is not a finite count", failing=False),
+    pytest.param(Scenario(faults.values(math.inf), "error", "is not a finite count"),
                  id="+Inf values: error"),
-    pytest.param(Scenario(faults.values(lambda v: -v - 1), "error", "negative count", failing=False,
+    pytest.param(Scenario(faults.values(lambda v: -v - 1), "error", "negative count",
                           only=frozenset(SLO_IDS - SILENT)),
                  id="negative values: error where there were events"),
     pytest.param(Scenario(faults.extra_series(), "error", "several series"),
@@ -98,7 +98,7 @@ SCENARIOS = [
     pytest.param(Scenario(faults.vanished(), "stale", "vanished"),
                  id="every series vanished from one answer: stale, not zero events"),
     pytest.param(Scenario(faults.vanished("le", *LATENCY_THRESHOLD_LE), "error", "is not an `le` bound",
-                          failing=False, only=frozenset({LATENCY_SLO})),
+                          only=frozenset({LATENCY_SLO})),
                  id="a vanished histogram bucket: error for the latency SLO only"),
 ]
 

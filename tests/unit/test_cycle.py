@@ -379,3 +379,20 @@ def test_hot_reload_watches_exactly_the_files_the_loader_reads(
     assert r.watcher.check() is reloads
     assert len(r.world.cycle.slos) == (3 if reloads else 2)
     assert r.watcher.check() is False  # nothing changed since
+
+
+@pytest.mark.parametrize("batched", PATHS)
+def test_data_the_budget_refuses_is_an_error_and_fires_evaluation_failing_after_two_cycles(
+    pool: ThreadPoolExecutor, batched: bool
+) -> None:
+    import math
+
+    refused = Ratios(recent=math.nan, window=math.nan)  # NaN counts: the budget refuses them
+    w = world(pool, login_fails_after_one_cycle(refused), batched=batched)  # type: ignore[arg-type]
+    w.run()
+    for cycle in range(1, FAILING_AFTER_CYCLES + 1):
+        w.run()
+        failed = w.status(LOGIN)
+        assert failed.state == "error" and failed.error is not None and "not a finite count" in failed.error
+        assert bool(w.alertmanager.firing(EVALUATION_FAILING)) == (cycle >= FAILING_AFTER_CYCLES)
+    assert w.metric("slowatch_evaluations_total", result="failure") == FAILING_AFTER_CYCLES
