@@ -98,3 +98,9 @@ def engine(request: pytest.FixtureRequest, history: History, blocks: Path,
         server = vm
     yield server
     server.stop()
+
+
+@pytest.fixture
+def engine_key(engine: Server, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(name, version) of the ``engine`` this test runs on: the key of per-engine expectations."""
+    return cast(tuple[str, str], request.node.callspec.params["engine"])

@@ -61,7 +61,7 @@ HAND_BUILT = [
     SLO("api", "grpc-latency", 99, RollingWindow(DAY),
         LatencySLI("grpc_server_handling_seconds", '{grpc_service="api"}', 0.25)),
     SLO("ingest", "events-rate", 99, RollingWindow(DAY),
-        ThroughputSLI('sum(rate(ingest_events_total{pipeline="main"}[1m]))', 50, MINUTE)),
+        ThroughputSLI('sum(rate(ingest_events_total{pipeline="main"}[2m]))', 50, MINUTE)),
     SLO("ingest", "hourly-bursts", 90, RollingWindow(7 * DAY),
         ThroughputSLI('max_over_time(sum(rate(ingest_events_total[5m]))[1h:5m])', 500, timedelta(hours=1))),
     SLO("billing", "invoices-monthly", 99.9, CalendarWindow("month"),

@@ -293,6 +293,18 @@ class SliceCount:
     ties: int
 
 
+RATE_2M_WINDOW: Mapping[tuple[str, str], int] = {
+    # The seconds of events ``rate(x[2m])`` over 60 s samples divides by, measured on the test
+    # history against History.slices (engine, version). Prometheus 2's closed range [t-2m, t]
+    # holds 3 samples: the 2-minute rate. Prometheus 3's (t-2m, t] holds 2, extrapolated to the
+    # range: the last minute's rate. VictoriaMetrics adds the sample before the range: 2 minutes.
+    ("prometheus", "2.42"): 120,
+    ("prometheus", "3.5"): 60,
+    ("victoria-metrics", "1.79"): 120,
+    ("victoria-metrics", "1.145"): 120,
+}
+
+
 @dataclass(frozen=True)
 class History:
     """The generated series and the exact truth behind them.
@@ -351,6 +363,7 @@ class History:
         then exactly the events in ``(s - rate_window, s]`` / ``rate_window``, compared as a
         fraction, not a float. ``rate_window=120`` is what VictoriaMetrics 1.79 computes for
         ``rate(x[1m])`` over 60 s samples: it widens a window that short and takes the sample before.
+        ``RATE_2M_WINDOW`` holds what each engine computes for ``rate(x[2m])``.
         """
         if rate_window <= 0 or rate_window % self.step:
             raise ValueError(f"rate_window must be a multiple of step={self.step}s, got {rate_window}")

@@ -48,7 +48,11 @@ EVENTS_PER_MINUTE = 100_000
 
 _STEP_MINUTES = int(parse_duration(c.STEP) / timedelta(minutes=1))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_THROUGHPUT = re.compile(r"^\s*sum\s*\(\s*rate\s*\((?P<selector>.+)\[1m\]\s*\)\s*\)\s*$", re.DOTALL)
+# rate()'s range in the throughput SLIs we synthesise: two 60 s samples on Prometheus 3 (left-open
+# ranges), three on Prometheus 2 (closed). [1m] holds one sample on Prometheus 3: no slice at all.
+_RATE_RANGE = "2m"
+_THROUGHPUT = re.compile(
+    r"^\s*sum\s*\(\s*rate\s*\((?P<selector>.+)\[" + _RATE_RANGE + r"\]\s*\)\s*\)\s*$", re.DOTALL)
 
 
 class UnsupportedSLI(ValueError):
@@ -396,12 +400,36 @@ def input_series(slo: SLO, m: _Minutes) -> list[tuple[str, Sequence[int]]]:
     assert isinstance(sli, ThroughputSLI)
     match = _THROUGHPUT.match(sli.query)
     if match is None or sli.slice != timedelta(minutes=1):
-        raise UnsupportedSLI(f"{slo.id}: only sum(rate(<selector>[1m])) with 1m slices can be synthesised")
+        raise UnsupportedSLI(
+            f"{slo.id}: only sum(rate(<selector>[{_RATE_RANGE}])) with 1m slices can be synthesised")
     name, matchers = _parse(match["selector"])
-    per_minute = math.ceil(sli.minimum * 60)
-    while per_minute / 60 < sli.minimum:
+    return [(_series(name, _satisfying(matchers)), _slice_increments(m.bad, sli.minimum))]
+
+
+def _slice_increments(bad: Sequence[int], minimum: float) -> list[int]:
+    """Counter increments whose ``rate(x[2m])`` at minute t is >= ``minimum`` exactly when minute
+    t is good, on every engine. Prometheus 3 sees the samples at t-1 and t (rate = inc(t)/60, or
+    inc(t)/120 next to a zero counter, where it does not extrapolate past zero); Prometheus 2 and
+    VictoriaMetrics those at t-2, t-1 and t (rate = (inc(t-1) + inc(t))/120). With P the least
+    count with P/60 >= minimum: a bad minute adds 0, a good one P, and 2P when it follows a bad
+    minute or the start (so that it is good alone); P + 0 < 120 * minimum keeps a bad minute after
+    a good one bad. A lone good minute between bad ones cannot be good on both: refused."""
+    per_minute = math.ceil(minimum * 60)
+    while per_minute / 60 < minimum:
         per_minute += 1
-    return [(_series(name, _satisfying(matchers)), [0] + [0 if b else per_minute for b in m.bad[1:]])]
+    if per_minute >= 120 * minimum:
+        raise ValueError(f"minimum {minimum}/s is below one event per 2 minutes: no count is good alone")
+    out = [0]
+    for t in range(1, len(bad)):
+        if bad[t]:
+            out.append(0)
+        elif t == 1 or bad[t - 1]:
+            if t + 1 < len(bad) and bad[t + 1]:
+                raise ValueError(f"minute {t} is a lone good slice before a bad one: rate(x[2m]) differs by engine")
+            out.append(2 * per_minute)
+        else:
+            out.append(per_minute)
+    return out
 
 
 # --- expected alerts ------------------------------------------------------------------------------
