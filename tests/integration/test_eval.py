@@ -261,6 +261,22 @@ def test_a_latency_threshold_that_is_no_bucket_bound_fails_check_live(
     assert got["state"] == "error" and "not an `le` bound" in got["error"]
 
 
+def test_a_rate_range_holding_one_sample_fails_check_live(
+    capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, tmp_path: Path
+) -> None:
+    """The history's 60 s samples: rate(...[1m]) holds one of them on Prometheus 3 (no slice at
+    all); check --live names the range, the interval and what to write."""
+    spec = one_slo_spec(tmp_path, "gateway", {"name": "rps", "objective": 95, "window": "1d", "sli": {
+        "throughput": {"query": 'sum(rate(http_requests_total{service="gateway"}[1m]))', "minimum": 200,
+                       "slice": "1m"}}})
+    code = main(["check", str(spec), "--live", "--at", str(history.end - 3 * HOUR),
+                 "--prometheus-url", prometheus.url])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"{spec}: gateway/rps: rate/increase(...[1m]) over http_requests_total{{service=\"gateway\"}}'s 1m "
+        "samples holds one sample on Prometheus 3: use [2m] or more\n")
+
+
 def test_check_live_accepts_the_example_spec(
     capsys: pytest.CaptureFixture[str], prometheus: Server, history: History
 ) -> None:
