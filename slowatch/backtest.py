@@ -11,11 +11,13 @@ import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from slowatch.core.conventions import parse_instant, rfc3339
-from slowatch.core.windows import DurationError, format_duration, parse_duration
+from slowatch.core.model import nominal_length
+from slowatch.core.windows import DurationError, format_duration, parse_duration, rows_with_factors
 from slowatch.settings import from_flags
 
 EXIT_USAGE = 2
@@ -39,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sp.add_argument("--incident", action="append", default=[], type=_interval, metavar="START/END[=SERVICE[/SLO]]",
                     help="a known incident (repeatable): its detection delay and time to reset are reported, "
                     "for the SLOs of SERVICE (or that one SLO) when given, else for every SLO")
+    sp.add_argument("--factors", type=_factors, metavar="PAGE_1H,PAGE_6H,TICKET_3D",
+                    help="replay with other burn-rate factors on the table's rows (1h/5m, 6h/30m, 3d/6h), for every "
+                    "SLO: e.g. 14.4,6,1 is the SRE workbook's for 30 days")
     sp.add_argument("--format", choices=("table", "json"), default="table")
     sp.set_defaults(func=run)
 
@@ -57,6 +62,16 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _factors(text: str) -> tuple[float, ...]:
+    try:
+        factors = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"factors are three numbers like 14.4,6,1, got {text!r}") from None
+    if len(factors) != 3 or any(not f > 0 for f in factors):
+        raise argparse.ArgumentTypeError(f"factors are three positive numbers like 14.4,6,1, got {text!r}")
+    return factors
+
+
 def _interval(text: str) -> tuple[datetime, datetime, str]:
     interval, _, scope = text.partition("=")
     start, sep, end = interval.partition("/")
@@ -72,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from slowatch.spec import load_specs
 
     slos = load_specs(args.paths)
+    if args.factors is not None:
+        # The same rows with other factors, fitted to each SLO's window as the table is.
+        slos = [replace(s, alerting=replace(
+            s.alerting, burn_rows=rows_with_factors(args.factors, nominal_length(s.window)))) for s in slos]
     settings = from_flags(vars(args))
     step: timedelta = args.step or settings.evaluation_interval
     try:

@@ -142,6 +142,8 @@ class AlertPolicy:
     extras: tuple[tuple[str, AlertExtras], ...] = ()
     """(severity, what its alerts also carry), e.g. Sloth's page_alert/ticket_alert labels."""
     regression: RegressionPolicy | None = None
+    burn_rows: tuple[BurnRateAlertWindow, ...] = ()
+    """Burn-rate rows replacing the workbook's table (``slowatch backtest --factors``); empty: the table."""
 
 
 @dataclass(frozen=True)
@@ -180,4 +182,4 @@ class SLO:
 def alert_rows(slo: SLO) -> tuple[BurnRateAlertWindow, ...]:
     """The burn-rate alert rows of ``slo`` (workbook table 5-8, fitted to its window and slice)."""
     min_short = slo.sli.slice if isinstance(slo.sli, ThroughputSLI) else timedelta(0)
-    return alert_windows_for(nominal_length(slo.window), min_short)
+    return alert_windows_for(nominal_length(slo.window), min_short, slo.alerting.burn_rows or None)

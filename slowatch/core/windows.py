@@ -6,7 +6,8 @@ The alert table is data with its source cited; factors are computed from it, nev
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -123,13 +124,26 @@ SRE_WORKBOOK_TABLE_5_8: tuple[BurnRateAlertWindow, ...] = (
 )
 
 
-def alert_windows_for(slo_window: timedelta, min_short: timedelta = timedelta(0)) -> tuple[BurnRateAlertWindow, ...]:
-    """The table rows that make sense for an SLO window: a long window longer than the SLO
-    window itself would look at events outside the window, so that row is dropped; so is a row
-    whose short window is shorter than ``min_short`` (a throughput SLO's slice: a 5m window holds
-    a 1h slice only 5 minutes an hour, and the alert would flap)."""
-    return tuple(w for w in SRE_WORKBOOK_TABLE_5_8
+def alert_windows_for(slo_window: timedelta, min_short: timedelta = timedelta(0),
+                      table: Sequence[BurnRateAlertWindow] | None = None) -> tuple[BurnRateAlertWindow, ...]:
+    """The table rows (the workbook's, unless ``table``) that make sense for an SLO window: a long
+    window longer than the SLO window itself would look at events outside the window, so that row
+    is dropped; so is a row whose short window is shorter than ``min_short`` (a throughput SLO's
+    slice: a 5m window holds a 1h slice only 5 minutes an hour, and the alert would flap)."""
+    return tuple(w for w in (SRE_WORKBOOK_TABLE_5_8 if table is None else table)
                  if parse_duration(w.long_window) <= slo_window and parse_duration(w.short_window) >= min_short)
+
+
+def rows_with_factors(factors: Sequence[float], slo_window: timedelta) -> tuple[BurnRateAlertWindow, ...]:
+    """The workbook's rows with other burn-rate factors (one per row, in the table's order) for an
+    SLO window: each row's budget share is what gives that factor over its long window."""
+    if len(factors) != len(SRE_WORKBOOK_TABLE_5_8):
+        raise ValueError(f"give {len(SRE_WORKBOOK_TABLE_5_8)} factors (page 1h/5m, page 6h/30m, ticket 3d/6h), "
+                         f"got {len(factors)}")
+    return tuple(
+        replace(row, budget_percent=100 * f * (parse_duration(row.long_window) / slo_window))
+        for row, f in zip(SRE_WORKBOOK_TABLE_5_8, factors, strict=True)
+    )
 
 
 def calendar_bounds(unit: str, timezone: str, at: datetime) -> tuple[datetime, datetime]:

@@ -100,3 +100,25 @@ def test_the_table_says_when_an_undetected_incident_reset_at_once() -> None:
     text = table(document(report))
     assert "incident 2026-11-01T03:00:00Z .. 2026-11-01T03:30:00Z: not detected, reset 0s after its end" in text
     assert document(report)["slos"][0]["incidents"][0]["time_to_reset_seconds"] == 0
+
+
+@pytest.mark.parametrize(("factors", "fires"), [
+    pytest.param((14.4, 6.0, 1.0), ["1h", "6h"], id="the workbook's factors page on both page rows"),
+    pytest.param((60.0, 6.0, 1.0), ["6h"], id="a 60x fast page stays silent (1h peaks at 50x): only 6h/30m pages"),
+    pytest.param((14.4, 25.0, 1.0), ["1h"], id="a 25x slow page stays silent too (6h peaks at 8.3x)"),
+])
+def test_other_factors_replay_another_policy_on_the_same_history(factors: tuple[float, ...],
+                                                                 fires: list[str]) -> None:
+    from dataclasses import replace
+
+    from slowatch.core.model import nominal_length
+    from slowatch.core.windows import rows_with_factors
+
+    base = slo()
+    rows = rows_with_factors(factors, nominal_length(base.window))
+    s = replace(base, alerting=replace(base.alerting, burn_rows=rows))
+    start, end = T0, T0 + timedelta(hours=8)
+    # 30 minutes at 10% errors: 100x for a 99.9% SLO; 50x over 1h at its end, 8.3x over 6h.
+    r = replay([s], {s.id: tiles(s, start, end, [(INCIDENT.start, INCIDENT.end, 0.1)])}, start, end,
+               timedelta(minutes=1)).slos[0]
+    assert sorted({a.labels["long_window"] for a in r.alerts if a.severity == "page"}) == fires
