@@ -5,7 +5,7 @@
 A real Prometheus holds 61 days of synthetic data for 50 services at a 1-minute scrape (``bench.data``:
 half availability, half latency SLOs over 30-day windows, so the replay reads 60 days of history;
 built and cached once in ``bench/.work``). The backtest runs in this process, split in its two
-parts: reading the history (range queries of per-step tiles, ``adapters.history``) and the replay
+parts: reading the history (raw samples, ``adapters.history``) and the replay
 (``core.backtest``: the daemon's budget maths and alert state machine). Beside it, for scale, the
 cost of the naive replay is measured on a sample: one daemon evaluation (``engine.evaluate``, the
 batched source with its hour ledger) per step, timed over ``--naive-steps`` steps and extrapolated.
@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{row['naive_seconds_extrapolated']:,}", f"{row['naive_over_backtest']}x"]],
     ) + (f"\n\nGoal: under {GOAL_SECONDS:.0f} s for 30 days of 100 SLOs at a 1-minute step on "
          f"{row['cores']} cores: **{'met' if total < GOAL_SECONDS else 'missed'}**. Samples read vs. samples in the "
-         "history: each sample of the 60 days the replay needs is read about once (the measuring module reads "
-         "the two boundary samples of each tile; adjacent tiles share them). The naive replay (one daemon "
+         "history: each sample of the 60 days the replay needs is read about once (counter SLIs are read as raw "
+         "samples, a week and a shape of SLOs per query; the excess is the lookback before each piece). "
+         "The naive replay (one daemon "
          "evaluation per step) is timed over a sample of steps and extrapolated, in the same run.")
     write_results("backtest", {"data": {"services": data.services, "series": data.series, "step_seconds": data.step,
                                         "days": data.days, "end": data.end}, "result": row},
