@@ -15,9 +15,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from slowatch.core.conventions import parse_instant, rfc3339
+from slowatch.args import duration, instant
+from slowatch.core.conventions import rfc3339
 from slowatch.core.model import nominal_length
-from slowatch.core.windows import DurationError, format_duration, parse_duration, rows_with_factors
+from slowatch.core.windows import format_duration, rows_with_factors
 from slowatch.settings import from_flags
 
 EXIT_USAGE = 2
@@ -34,10 +35,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sp.add_argument("paths", nargs="+", metavar="PATH", help="spec file or directory of *.yaml")
     sp.add_argument("--prometheus-url", help="query API base URL (SLOWATCH_PROMETHEUS_URL)")
-    sp.add_argument("--from", dest="start", required=True, type=_instant, metavar="TIME",
+    sp.add_argument("--from", dest="start", required=True, type=instant, metavar="TIME",
                     help="RFC 3339 or unix seconds")
-    sp.add_argument("--to", dest="end", required=True, type=_instant, metavar="TIME", help="RFC 3339 or unix seconds")
-    sp.add_argument("--step", type=_duration, help="evaluation step (default: SLOWATCH_EVALUATION_INTERVAL)")
+    sp.add_argument("--to", dest="end", required=True, type=instant, metavar="TIME", help="RFC 3339 or unix seconds")
+    sp.add_argument("--step", type=duration, help="evaluation step (default: SLOWATCH_EVALUATION_INTERVAL)")
     sp.add_argument("--incident", action="append", default=[], type=_interval, metavar="START/END[=SERVICE[/SLO]]",
                     help="a known incident (repeatable): its detection delay and time to reset are reported, "
                     "for the SLOs of SERVICE (or that one SLO) when given, else for every SLO")
@@ -48,18 +49,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sp.set_defaults(func=run)
 
 
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except DurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _factors(text: str) -> tuple[float, ...]:
@@ -77,7 +68,7 @@ def _interval(text: str) -> tuple[datetime, datetime, str]:
     start, sep, end = interval.partition("/")
     if not sep:
         raise argparse.ArgumentTypeError(f"an incident is START/END[=SERVICE[/SLO]], got {text!r}")
-    return _instant(start), _instant(end), scope
+    return instant(start), instant(end), scope
 
 
 def run(args: argparse.Namespace) -> int:

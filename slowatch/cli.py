@@ -15,19 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from slowatch import __version__
-from slowatch.core import conventions
+from slowatch.args import instant
 from slowatch.errors import SlowatchError, SpecError
 from slowatch.settings import Settings, from_flags
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def parse_instant(text: str) -> datetime:
-    """RFC 3339 (``2026-11-01T00:00:00Z``) or unix seconds, for argparse."""
-    try:
-        return conventions.parse_instant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -107,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     prometheus(sp)
     sp.add_argument("--live", action="store_true",
                     help="also ask Prometheus that every series exists and every latency threshold is an le bound")
-    sp.add_argument("--at", type=parse_instant, help="instant for --live (default now)")
+    sp.add_argument("--at", type=instant, help="instant for --live (default now)")
     sp.set_defaults(func=cmd_check)
 
     sp = sub.add_parser("eval", help="evaluate every SLO once, at an instant")
     paths(sp)
     prometheus(sp)
-    sp.add_argument("--at", type=parse_instant, help="RFC 3339 or unix seconds (default now)")
+    sp.add_argument("--at", type=instant, help="RFC 3339 or unix seconds (default now)")
     sp.add_argument("--format", choices=("table", "json"), default="table",
                     help="json prints the /status document")
     sp.set_defaults(func=cmd_eval)

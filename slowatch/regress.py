@@ -22,9 +22,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from slowatch.args import duration, instant
 from slowatch.core import regress
-from slowatch.core.conventions import parse_instant
-from slowatch.core.windows import DurationError, parse_duration
 from slowatch.errors import SlowatchError
 from slowatch.settings import from_flags
 
@@ -51,11 +50,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sp.add_argument("inputs", nargs="+", metavar="BASELINE.json CURRENT.json | PATH",
                     help="two result files; or, with --baseline, spec files or directories")
-    sp.add_argument("--baseline", type=_duration, metavar="DURATION",
+    sp.add_argument("--baseline", type=duration, metavar="DURATION",
                     help="live: compare each SLO's last --window with the same window this long ago")
-    sp.add_argument("--window", type=_duration, default=timedelta(days=1), metavar="DURATION",
+    sp.add_argument("--window", type=duration, default=timedelta(days=1), metavar="DURATION",
                     help="live: the window compared (default 1d)")
-    sp.add_argument("--at", type=_instant, metavar="TIME", help="live: the instant compared (default now)")
+    sp.add_argument("--at", type=instant, metavar="TIME", help="live: the instant compared (default now)")
     sp.add_argument("--prometheus-url", help="live: query API base URL (SLOWATCH_PROMETHEUS_URL)")
     sp.add_argument("--threshold", type=Decimal, default=regress.DEFAULT_THRESHOLD,
                     help="percent past which a change is a regression (default 10)")
@@ -67,18 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sp.set_defaults(func=run)
 
 
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except DurationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _instant(text: str) -> datetime:
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:

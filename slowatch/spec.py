@@ -57,6 +57,7 @@ from slowatch.core.model import (
 from slowatch.core.promql import WINDOW_PLACEHOLDER
 from slowatch.core.windows import DurationError, format_duration, parse_duration, parse_latency
 from slowatch.errors import SpecError, SpecProblem
+from slowatch.formats.common import show as _show
 
 __all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
 
@@ -94,18 +95,6 @@ _NOT_KEYS = frozenset({_ROLLING, _CALENDAR, "[key]"})
 
 def _num(value: float) -> str:
     return f"{value:.10g}"
-
-
-def _show(value: object) -> str:
-    if value is None:
-        return "an empty value"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
 
 
 def _label_safe(value: str) -> str:
