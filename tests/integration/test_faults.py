@@ -184,8 +184,8 @@ def test_a_fault_gives_the_right_state_no_false_page_or_resolve_and_recovers(wor
     assert all(scenario.message in (under[i][1] or "") for i in affected), {i: under[i][1] for i in affected}
     if scenario.only is not None:
         others = set(under) - affected - scenario.either
-    assert {i: under[i][0] for i in others} == {i: healthy[i][0] for i in others}
-    assert all(under[i][0] in (healthy[i][0], scenario.state) for i in scenario.either)
+        assert {i: under[i][0] for i in others} == {i: healthy[i][0] for i in others}
+        assert all(under[i][0] in (healthy[i][0], scenario.state) for i in scenario.either)
     time.sleep(1.5)
     active = world.active()
     failing = {a for a in active if ("alertname", EVALUATION_FAILING) in a}
