@@ -107,8 +107,15 @@ class Cycle:
             previous = dict(self._previous)
         snapshot = engine.evaluate(slos, self._source, at, previous=previous, executor=self._executor)
         _log_internal_errors(snapshot)
-        # alerting.regression checks (their own schedule; Prometheus is asked outside the lock).
-        findings = self._regressions(slos, at) if self._regressions is not None else None
+        # alerting.regression checks (their own schedule; Prometheus is asked outside the lock). A bug
+        # there must not stop the cycle: its tickets stay as they are, and the log says why.
+        findings = None
+        if self._regressions is not None:
+            try:
+                findings = self._regressions(slos, at)
+            except Exception as exc:
+                log.error("regression check failed; its alerts stay as they are", error=scrub(repr(exc)),
+                          traceback=scrub(traceback.format_exc()))
         failures = snapshot.failures
         # An SLO whose data the budget refuses (NaN, negative counts, a missing bound) is `error`
         # without a source failure; it is not evaluated all the same, and must not be silent.

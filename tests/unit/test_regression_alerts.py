@@ -145,3 +145,38 @@ def test_the_cycle_runs_the_check_and_metrics_export_the_change_as_a_ratio() -> 
     labels = {"service": "auth", "slo": "login-latency", "metric": "p95_latency"}
     assert registry.get_sample_value("slowatch_slo_regression_change_ratio", labels) == pytest.approx(0.75)
     assert [(p.labels["metric"], p.state) for p in sink.firing("SLORegression")] == [("p95_latency", "firing")]
+
+
+def test_a_bug_in_the_regression_check_leaves_the_cycle_running_and_its_tickets_frozen() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from structlog.testing import capture_logs
+
+    from slowatch.adapters.metrics import new_registry
+    from slowatch.cycle import Cycle
+    from slowatch.view import ViewHolder
+    from tests.unit.fakes import FakeAlertmanager, MemoryStore
+
+    class Healthy:
+        def measure(self, slo: SLO, at: datetime) -> Measurement:
+            return Measurement(at=at, counts=healthy(at).counts)
+
+    calls = [0]
+
+    def flaky(slos: Sequence[SLO], at: datetime) -> dict[str, tuple[Row, ...]]:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise KeyError("p95_latency")
+        return {SLO_.id: (row("p95_latency", 60.0, "critical"),)}
+
+    holder = ViewHolder()
+    _, metrics = new_registry(holder, process=False)
+    sink = FakeAlertmanager()
+    with ThreadPoolExecutor(max_workers=2) as pool, capture_logs() as logs:
+        cycle = Cycle([SLO_], source=Healthy(), sink=sink, store=MemoryStore(), publisher=holder,
+                      telemetry=metrics, executor=pool, regressions=flaky)
+        cycle.run(T0)
+        cycle.run(T0 + timedelta(minutes=5))
+    assert regressions(cycle.book) == [("p95_latency", "ticket")]  # frozen, not resolved
+    assert holder.get().at == T0 + timedelta(minutes=5)  # the cycle went on and published
+    assert any(e["event"].startswith("regression check failed") and "KeyError" in e["traceback"] for e in logs)
