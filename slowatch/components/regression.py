@@ -37,6 +37,10 @@ class Sample(Protocol):
 class InstantSource(Protocol):
     def query(self, promql: str, at: datetime, *, context: str) -> Sequence[Sample]: ...
 
+    def flavour(self) -> Flavour:
+        """Which query language the engine speaks (asked once; may raise SourceError)."""
+        ...
+
 
 def direction(measure: str) -> regress.Direction:
     return DIRECTIONS.get(measure, regress.direction_of(measure))
@@ -64,9 +68,8 @@ def rows(slo: SLO, baseline: Mapping[str, Decimal | None], current: Mapping[str,
 class RegressionWatch:
     """The daemon's regression checks; ``findings`` is what ``alerting.step`` takes."""
 
-    def __init__(self, source: InstantSource, flavour: Flavour = PROMETHEUS, every: timedelta = CHECK_EVERY) -> None:
+    def __init__(self, source: InstantSource, every: timedelta = CHECK_EVERY) -> None:
         self._source = source
-        self._flavour = flavour
         self._every = every
         self._last: datetime | None = None
         self._findings: dict[str, tuple[regress.Row, ...]] = {}
@@ -78,11 +81,20 @@ class RegressionWatch:
         if self._last is not None and at - self._last < self._every:
             return self.findings(watched)
         self._last = at
+        if not watched:
+            return {}
+        try:
+            # VictoriaMetrics gets its own flavour of the queries, as the daemon's measuring does.
+            flavour = self._source.flavour()
+        except SourceError as exc:
+            log.warning("regression checks skipped; their alerts stay as they are", error=str(exc))
+            self._findings.clear()
+            return {}
         for slo in watched:
             policy = slo.alerting.regression
             assert policy is not None
             try:
-                old, new = measures(self._source, slo, policy.window, at, at - policy.baseline, self._flavour)
+                old, new = measures(self._source, slo, policy.window, at, at - policy.baseline, flavour)
             except SourceError as exc:
                 log.warning("regression check failed; its alerts stay as they are", slo=slo.id, error=str(exc))
                 self._findings.pop(slo.id, None)

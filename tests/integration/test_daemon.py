@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from tests.support.processes import (
     free_port,
     start_alertmanager,
     start_prometheus,
+    wait_until,
 )
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
@@ -50,7 +51,6 @@ INCIDENT_MINUTES = 15
 # The incident ends this long before the test starts: the first cycle still pages, and the page
 # resolves a minute sooner (4 minutes after the incident's end).
 INCIDENT_ENDED_SECONDS_AGO = 60
-WAIT = 60.0  # seconds for something that should happen within a few cycles
 
 
 @dataclass
@@ -97,14 +97,6 @@ class Daemon:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.signal(signal.SIGTERM)
-
-
-def wait_until(check: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        time.sleep(0.25)
 
 
 def firing(notes: list[Notified], alertname: str, **labels: str) -> list[Notified]:

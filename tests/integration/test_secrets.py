@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -28,10 +28,17 @@ from slowatch.core.measure import PROMETHEUS
 from tests.integration.alertmanager_fixtures import WebhookReceiver, alertmanager_config
 from tests.support.fault_proxy import FaultProxy
 from tests.support.generator import Episode, generate
-from tests.support.processes import Alertmanager, Server, create_blocks, free_port, start_alertmanager, start_prometheus
+from tests.support.processes import (
+    Alertmanager,
+    Server,
+    create_blocks,
+    free_port,
+    start_alertmanager,
+    start_prometheus,
+    wait_until,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
-WAIT = 60.0
 # Secrets with characters a URL must percent-encode, so a leak of either spelling is caught.
 PROMETHEUS_PASSWORD = "prom-P@ss/w0rd"
 ALERTMANAGER_PASSWORD = "am-S3cret:42"
@@ -47,14 +54,6 @@ def basic(user: str, password: str) -> str:
 
 def spellings(secret: str) -> set[str]:
     return {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
-
-
-def wait_until(check: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        time.sleep(0.25)
 
 
 @dataclass

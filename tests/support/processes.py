@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +108,19 @@ def _checked(path: str, component: str, version: str) -> str:
     if not (found == version or found.startswith(version + ".")):
         raise ProcessError(f"{path} is {component} {found or '(unknown version)'}, not {version}")
     return path
+
+
+# How long a test waits for something that should happen within a few daemon cycles.
+WAIT = 60.0
+
+
+def wait_until(check: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
+    """Poll ``check`` until it holds; after ``timeout`` seconds fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+        time.sleep(0.25)
 
 
 def free_port() -> int:

@@ -82,6 +82,11 @@ class Scripted:
         self.calls = 0
         self.down = False
 
+    def flavour(self) -> str:
+        if self.down:
+            raise SourceUnavailable("http://prometheus:9090 unreachable")
+        return "prometheus"
+
     def query(self, promql: str, at: datetime, *, context: str) -> Sequence[Value]:
         self.calls += 1
         if self.down:
