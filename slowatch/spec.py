@@ -14,7 +14,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
@@ -42,11 +42,17 @@ from pydantic_core import ErrorDetails
 
 from slowatch import formats
 from slowatch.core.conventions import RESERVED_LABELS
+from slowatch.core.exclusions import RRuleError, check_rrule
 from slowatch.core.model import (
+    EVENTS,
     SLI,
     SLO,
+    WEIGHTS,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
+    Exclusion,
     LatencySLI,
     RatioSLI,
     RegressionPolicy,
@@ -83,6 +89,9 @@ _EXAMPLES = {
     "threshold": "threshold: 200ms",
     "query": "query: sum(rate(http_requests_total[1m]))",
     "minimum": "minimum: 200",
+    "components": "components: [{slo: auth/login-availability, weight: 1}]",
+    "slo": "slo: auth/login-availability",
+    "reason": "reason: planned database migration",
 }
 # Discriminated-union tags appear in pydantic's error locations; they are not keys of the file.
 _ROLLING, _CALENDAR = "<rolling>", "<calendar>"
@@ -256,6 +265,34 @@ def _regression_threshold(value: float) -> float:
     return value
 
 
+def _instant(value: object) -> datetime:
+    # YAML reads an unquoted timestamp as a datetime already; a quoted one arrives as text.
+    hint = "write RFC 3339 with its offset, like 2026-11-20T02:00:00Z"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a time: {_show(value)}: {hint}") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"expected a time, got {_show(value)}: {hint}")
+    if value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no offset, so its instant is unknown: {hint}")
+    return value
+
+
+def _weight(value: float) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"weight must be a number above 0, got {_num(value)}: write e.g. weight: 1")
+    return value
+
+
+def _slo_ref(value: str) -> str:
+    service, _, name = value.partition("/")
+    if not (_NAME.match(service) and _NAME.match(name)):
+        raise ValueError(f"a component is named service/slo, like auth/login-availability, got {_show(value)}")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     # `budget_consumed: 50` reads as well as `[50]`.
     return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -362,20 +399,40 @@ _SLI_KINDS = {
     "ratio": "ratio: {total: <selector>, errors: <selector>}",
     "latency": "latency: {histogram: <name>, threshold: 200ms}",
     "throughput": "throughput: {query: <PromQL>, minimum: 200}",
+    "composite": "composite: {components: [{slo: auth/login-availability, weight: 1}]}",
 }
+
+
+class ComponentSpec(_Spec):
+    slo: Annotated[str, AfterValidator(_slo_ref)]
+    weight: Annotated[Number, AfterValidator(_weight)] = 1.0
+
+
+class CompositeSpec(_Spec):
+    components: list[ComponentSpec] = Field(min_length=1)
+    weighting: Literal["weights", "events"] = WEIGHTS
+
+    @model_validator(mode="after")
+    def _once_each(self) -> Self:
+        seen = [c.slo for c in self.components]
+        twice = sorted({s for s in seen if seen.count(s) > 1})
+        if twice:
+            raise ValueError(f"components name {', '.join(twice)} more than once: give each SLO once, with one weight")
+        return self
 
 
 class SLISpec(_Spec):
     ratio: RatioSpec | None = None
     latency: LatencySpec | None = None
     throughput: ThroughputSpec | None = None
+    composite: CompositeSpec | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
         given = [k for k in _SLI_KINDS if k in self.model_fields_set]
         if len(given) != 1:
             got = " and ".join(given) if given else "none"
-            raise ValueError(f"sli needs exactly one of ratio, latency or throughput, got {got}")
+            raise ValueError(f"sli needs exactly one of ratio, latency, throughput or composite, got {got}")
         if getattr(self, given[0]) is None:
             raise ValueError(f"{given[0]} is empty: write e.g. {_SLI_KINDS[given[0]]}")
         return self
@@ -391,6 +448,38 @@ class RegressionSpec(_Spec):
         if self.baseline < self.window:
             raise ValueError(f"baseline ({format_duration(self.baseline)}) must be at least the window "
                              f"({format_duration(self.window)}), or the two windows overlap: write e.g. baseline: 7d")
+        return self
+
+
+class ExclusionSpec(_Spec):
+    reason: Annotated[str, Field(min_length=1)]
+    start: Annotated[datetime, PlainValidator(_instant)] | None = None
+    end: Annotated[datetime, PlainValidator(_instant)] | None = None
+    rrule: str | None = None
+    duration: Duration | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        forms = ("one-off: start and end (RFC 3339), or recurring: rrule (RFC 5545) and duration, "
+                 "with timezone")
+        if self.rrule is None:
+            if self.start is None or self.end is None:
+                raise ValueError(f"an exclusion needs start and end, or rrule and duration ({forms})")
+            if self.duration is not None:
+                raise ValueError(f"duration goes with rrule; a one-off exclusion ends at end ({forms})")
+            if self.end <= self.start:
+                raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
+            return self
+        if self.end is not None:
+            raise ValueError("end goes with a one-off exclusion; a recurring one lasts duration: "
+                             "write e.g. duration: 2h")
+        if self.duration is None:
+            raise ValueError("a recurring exclusion needs duration: write e.g. duration: 2h")
+        try:
+            check_rrule(self.rrule, self.timezone, self.start)
+        except RRuleError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
@@ -411,12 +500,15 @@ class SLOSpec(_Spec):
     window: WindowSpec
     sli: SLISpec
     alerting: AlertingSpec = AlertingSpec()
+    exclusions: list[ExclusionSpec] = Field(default_factory=list)
 
 
 class FileSpec(_Spec):
     api_version: Literal["slowatch/v1"] = Field(alias="apiVersion")
     service: LabelSafe
     labels: dict[Annotated[str, AfterValidator(_label_name)], str] = Field(default_factory=dict)
+    exclusions: list[ExclusionSpec] = Field(default_factory=list)
+    """Apply to every SLO of the file, before each SLO's own."""
     slos: list[SLOSpec] = Field(min_length=1)
 
 
@@ -440,6 +532,10 @@ def _sli(spec: SLISpec) -> SLI:
     if spec.latency is not None:
         lat = spec.latency
         return LatencySLI(histogram=lat.histogram, selector=lat.selector, threshold_seconds=lat.threshold)
+    if spec.composite is not None:
+        c = spec.composite
+        return CompositeSLI(components=tuple(Component(slo=x.slo, weight=x.weight) for x in c.components),
+                            weighting=EVENTS if c.weighting == EVENTS else WEIGHTS)
     assert spec.throughput is not None  # SLISpec._one_kind
     t = spec.throughput
     return ThroughputSLI(query=t.query, minimum=t.minimum, slice=t.slice)
@@ -464,7 +560,13 @@ def _to_slo(file: FileSpec, spec: SLOSpec, source: str) -> SLO:
                 baseline=a.regression.baseline, threshold=a.regression.threshold, window=a.regression.window),
         ),
         source=source,
+        exclusions=tuple(_exclusion(e) for e in [*file.exclusions, *spec.exclusions]),
     )
+
+
+def _exclusion(spec: ExclusionSpec) -> Exclusion:
+    return Exclusion(reason=spec.reason, start=spec.start, end=spec.end, rrule=spec.rrule,
+                     duration=spec.duration or timedelta(0), timezone=spec.timezone)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,6 +828,51 @@ def spec_files(
                 yield p, name
 
 
+def _composite_problems(slos: Sequence[SLO], where: dict[str, tuple[str, str]]) -> list[SpecProblem]:
+    """Components that name no SLO, and composites that contain themselves (through any depth)."""
+    by_id = {s.id: s for s in slos}
+    problems = []
+
+    def at(slo: SLO, j: int) -> SpecProblem:
+        file, name_at = where[slo.id]
+        return SpecProblem(file, f"{name_at.removesuffix('.name')}.sli.composite.components[{j}].slo", "")
+
+    for slo in slos:
+        if not isinstance(slo.sli, CompositeSLI):
+            continue
+        for j, c in enumerate(slo.sli.components):
+            if c.slo not in by_id and c.slo not in where:
+                close = difflib.get_close_matches(c.slo, sorted(by_id), n=1)
+                hint = f"did you mean {close[0]}?" if close else "name an SLO defined in the spec, as service/slo"
+                p = at(slo, j)
+                problems.append(SpecProblem(p.file, p.path, f"no SLO {c.slo}: {hint}"))
+        cycle = _cycle_from(slo.id, by_id)
+        if cycle:
+            j = next(j for j, c in enumerate(slo.sli.components) if c.slo == cycle[1])
+            p = at(slo, j)
+            problems.append(SpecProblem(p.file, p.path, f"composites form a cycle: {' -> '.join(cycle)}; "
+                                                        "a composite cannot contain itself"))
+    return problems
+
+
+def _cycle_from(start: str, by_id: dict[str, SLO]) -> list[str] | None:
+    """The path start -> ... -> start through composite components, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        sli = by_id[node].sli if node in by_id else None
+        if not isinstance(sli, CompositeSLI):
+            continue
+        for c in sli.components:
+            if c.slo == start:
+                return [*path, start]
+            if c.slo not in seen:
+                seen.add(c.slo)
+                stack.append((c.slo, [*path, c.slo]))
+    return None
+
+
 def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
     """Each path is a file or a directory (its *.yaml and *.yml files, sorted, non-recursive).
     Raises SpecError(problems) listing EVERY problem of EVERY file at once."""
@@ -761,6 +908,7 @@ def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
             first_seen[slo_id] = (file, name_at)
             if slo is not None:
                 slos.append(slo)
+    problems.extend(_composite_problems(slos, first_seen))
     if problems:
         raise SpecError(problems)
     return slos

@@ -63,7 +63,17 @@ from slowatch.core.dashboards import (
     slo_uid,
 )
 from slowatch.core.measure import event_queries, range_ratio
-from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, ThroughputSLI, alert_rows, nominal_length
+from slowatch.core.model import (
+    EVENTS,
+    SLO,
+    CalendarWindow,
+    CompositeSLI,
+    LatencySLI,
+    RatioSLI,
+    ThroughputSLI,
+    alert_rows,
+    nominal_length,
+)
 from slowatch.core.promql import go_float, quote
 from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, format_duration, parse_duration
 
@@ -355,6 +365,10 @@ def _sli_text(slo: SLO) -> str:
     if isinstance(sli, LatencySLI):
         return (f"latency: events of `{sli.histogram}{sli.selector}` under "
                 f"{go_float(sli.threshold_seconds)} s are good.")
+    if isinstance(sli, CompositeSLI):
+        parts = ", ".join(f"{c.slo} (weight {go_float(c.weight)})" for c in sli.components)
+        how = "good over total events summed" if sli.weighting == EVENTS else "the weighted mean of their SLIs"
+        return f"composite of {parts}: {how}."
     return (f"throughput: a {format_duration(sli.slice)} slice is good when the query is at least "
             f"{go_float(sli.minimum)}:\n\n```\n{sli.query}\n```")
 

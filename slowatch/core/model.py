@@ -108,7 +108,51 @@ class ThroughputSLI:
     slice: timedelta
 
 
-SLI = RatioSLI | LatencySLI | ThroughputSLI
+@dataclass(frozen=True)
+class Component:
+    """One SLO of a composite, by id (``service/name``), with its weight (> 0)."""
+
+    slo: str
+    weight: float = 1.0
+
+
+Weighting = Literal["weights", "events"]
+WEIGHTS: Weighting = "weights"
+"""The composite SLI is the weighted mean of the components' SLIs (a component with no events in
+a window leaves both sums)."""
+EVENTS: Weighting = "events"
+"""The composite SLI is the components' good events over their total events, summed."""
+
+
+@dataclass(frozen=True)
+class CompositeSLI:
+    """A journey or system made of other SLOs (``sli.composite``): measured from its components'
+    counts in the same windows, never by a query of its own."""
+
+    components: tuple[Component, ...]
+    weighting: Weighting = WEIGHTS
+
+
+SLI = RatioSLI | LatencySLI | ThroughputSLI | CompositeSLI
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """``exclusions[]``: a span whose events count neither as good nor as total, in every window
+    (planned maintenance; a past one added later is a budget adjustment).
+
+    One-off: ``start`` .. ``end``. Recurring: ``rrule`` (RFC 5545, read by python-dateutil), each
+    occurrence starting at its wall time in ``timezone`` and lasting ``duration``; ``start``, when
+    given with an ``rrule``, is its DTSTART (the anchor of INTERVAL and of the fields the rule
+    leaves out), else ``core.exclusions.RRULE_ANCHOR`` in ``timezone``.
+    """
+
+    reason: str
+    start: datetime | None = None
+    end: datetime | None = None
+    rrule: str | None = None
+    duration: timedelta = timedelta(0)
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -158,6 +202,8 @@ class SLO:
     alerting: AlertPolicy = field(default_factory=AlertPolicy)
     source: str = ""
     """Where the SLO was defined (file path), for error messages."""
+    exclusions: tuple[Exclusion, ...] = ()
+    """The SLO's own and its file's exclusions."""
 
     @property
     def id(self) -> str:
@@ -176,7 +222,8 @@ class SLO:
 
     @property
     def kind(self) -> str:
-        return {RatioSLI: "ratio", LatencySLI: "latency", ThroughputSLI: "throughput"}[type(self.sli)]
+        return {RatioSLI: "ratio", LatencySLI: "latency", ThroughputSLI: "throughput",
+                CompositeSLI: "composite"}[type(self.sli)]
 
 
 def alert_rows(slo: SLO) -> tuple[BurnRateAlertWindow, ...]:

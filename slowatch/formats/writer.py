@@ -86,6 +86,8 @@ def _openslo_indicator(slo: SLO) -> tuple[dict[str, Any], dict[str, Any], str]:
     if isinstance(sli, LatencySLI):
         return ({"thresholdMetric": _metric(f"{sli.histogram}_bucket{sli.selector}")},
                 {"op": "lte", "value": sli.threshold_seconds}, "Occurrences")
+    # Composites are written by the caller (objectives with compositeWeight), never as one indicator.
+    assert isinstance(sli, ThroughputSLI), f"{slo.id}: a composite has no indicator of its own"
     return ({"thresholdMetric": _metric(sli.query)},
             {"op": "gte", "value": sli.minimum, "timeSliceWindow": _openslo_duration(sli.slice)}, "Timeslices")
 

@@ -380,7 +380,7 @@ MISTAKES = [
     # sli kinds
     pytest.param(
         doc(sli={}),
-        [("slos[0].sli", "exactly one of ratio, latency or throughput, got none")],
+        [("slos[0].sli", "exactly one of ratio, latency, throughput or composite, got none")],
         id="an sli without kind lists the kinds",
     ),
     pytest.param(
