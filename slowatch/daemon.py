@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slowatch import shard
 from slowatch.adapters.alertmanager import AlertmanagerClient
 from slowatch.adapters.http import App, Server, serve
+from slowatch.adapters.ledger_store import LedgerStore
 from slowatch.adapters.metrics import new_registry
 from slowatch.adapters.planned import PlannedSource
 from slowatch.adapters.prometheus import PrometheusSource
@@ -61,7 +62,7 @@ class Daemon:
         except shard.ShardError as exc:
             raise SettingsError(str(exc)) from exc
         self.holder = ViewHolder()
-        self.registry, self.metrics = new_registry(self.holder)
+        self.registry, self.metrics = new_registry(self.holder, windows=settings.metrics_windows)
         slos = self._load()  # an invalid spec at start is fatal (SpecError -> exit 1)
         self.metrics.spec_reload(True, self.clock.now())
         self.prometheus = PrometheusSource(
@@ -75,7 +76,10 @@ class Daemon:
         self.cycle = Cycle(
             slos,
             # Batched queries and the hour ledger: a cycle's cost does not grow with the window length.
-            source=PlannedSource(self.prometheus),
+            # With a state dir the ledger survives restarts: loaded in the first cycle (so /readyz
+            # turns ready only once a cycle ran with it), saved after each hour is added.
+            source=PlannedSource(self.prometheus,
+                                 store=LedgerStore(settings.state_dir) if settings.state_dir else None),
             sink=self.alertmanager, store=self.store, publisher=self.holder, telemetry=self.metrics,
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
             # alerting.regression: checked every few minutes, on the plain client (instant queries).

@@ -6,19 +6,25 @@ import time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from slowatch.core.windows import DurationError, parse_duration
+from slowatch.core.windows import BURN_RATE_WINDOWS, DurationError, format_duration, parse_duration
+from slowatch.errors import SettingsError
+
+ENV_PREFIX = "SLOWATCH_"
+# A calendar SLO window's name on /metrics (core.model.CalendarWindow.name): "month", "week/Europe/Berlin".
+_CALENDAR_WINDOW = re.compile(r"^(month|week)(/\S+)?$")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SLOWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     prometheus_url: str = "http://127.0.0.1:9090"
     alertmanager_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -50,6 +56,10 @@ class Settings(BaseSettings):
     external_url: str | None = None
     """slowatch's URL as people reach it (behind a proxy, say); alerts then carry it as
     Alertmanager's ``generatorURL``, pointing at ``/status/{service}/{slo}``."""
+    metrics_windows: Annotated[frozenset[str] | None, NoDecode] = None
+    """The burn-rate windows /metrics exports (``slowatch_slo_burn_rate{window}``), by name: burn-rate
+    windows (5m ... 3d) and SLO windows (30d, month); None: all. At 10,000 SLOs the 8 windows are 80,000
+    of the ~190,000 series (bench/results/metrics_load.md)."""
 
     @field_validator("alertmanager_urls", mode="before")
     @classmethod
@@ -57,6 +67,16 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [u.strip().rstrip("/") for u in v.split(",") if u.strip()]
         return v
+
+    @field_validator("metrics_windows", mode="before")
+    @classmethod
+    def _windows(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        names = [w.strip() for w in v.split(",") if w.strip()]
+        if not names:
+            return None  # set but empty: as unset, every window
+        return frozenset(_window_name(w) for w in names)
 
     @field_validator("prometheus_url", "grafana_url", "external_url")
     @classmethod
@@ -81,8 +101,31 @@ class Settings(BaseSettings):
         return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _window_name(text: str) -> str:
+    """A window as /metrics names it: a duration in its canonical spelling ("720h" is "30d"), or a
+    calendar window's name."""
+    if _CALENDAR_WINDOW.match(text):
+        return text
+    try:
+        return format_duration(parse_duration(text))
+    except DurationError:
+        raise ValueError(f"{text!r} is not a window: write a comma list of burn-rate windows "
+                         f"({', '.join(BURN_RATE_WINDOWS)}) and SLO windows (30d, month, week), "
+                         "e.g. 5m,1h,6h,30d") from None
+
+
 def from_flags(flags: Mapping[str, Any]) -> Settings:
     """Settings from the environment, where a command-line flag of a setting's name wins (INTERFACES.md:
     "a flag of the same name wins"). ``flags`` may hold anything (``vars(args)``): only settings count,
-    and a flag left out (None) does not override."""
-    return Settings(**{k: v for k, v in flags.items() if k in Settings.model_fields and v is not None})
+    and a flag left out (None) does not override. A value that cannot be used raises ``SettingsError``
+    naming its variable, one line per problem."""
+    try:
+        return Settings(**{k: v for k, v in flags.items() if k in Settings.model_fields and v is not None})
+    except ValidationError as exc:
+        raise SettingsError("\n".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{ENV_PREFIX}{field.split('.')[0].upper()}: {message}"

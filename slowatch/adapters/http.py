@@ -23,12 +23,12 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from waitress import wasyncore
 from waitress.server import create_server
 from waitress.trigger import trigger as Trigger  # noqa: N812 - the class is lower-case upstream
 
 import slowatch
+from slowatch.adapters.metrics import exposition
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
 from slowatch.adapters.urls import scrub
@@ -197,15 +197,12 @@ class App:
                                  lambda: slo_document(s, view.alerts.get(s.slo.id, ())))
 
     def metrics(self, environ: WSGIEnvironment) -> _Response:
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        registry = self.registry
-        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
-        if names:  # the same filter prometheus_client's own handlers support
-            registry = registry.restricted_registry(names)  # type: ignore[assignment]
-        body = scrub(encoder(registry).decode("utf-8")).encode("utf-8")
-        headers = [("Content-Type", content_type)]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body)
+        # name[]: the same filter prometheus_client's own handlers support.
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]", [])
+        gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+        body, content_type = exposition(self.registry, environ.get("HTTP_ACCEPT", ""), names=names, gzipped=gzipped)
+        headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+        if gzipped:
             headers.append(("Content-Encoding", "gzip"))
         return _STATUS_TEXT[200], headers, body
 

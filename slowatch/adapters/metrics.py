@@ -12,17 +12,27 @@ Metric and label names are part of the public surface (INTERFACES.md, Metrics): 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import gzip
+import threading
+import zlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
+from operator import itemgetter
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 import slowatch
-from slowatch.adapters.urls import redact
+from slowatch.adapters.urls import redact, scrub
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import (
     ALERTNAME_LABEL,
@@ -50,29 +60,41 @@ class SLOCollector:
 
     Labels: ``service``, ``slo`` (and ``window``, ``state`` where named) and the spec's own
     ``labels`` (INTERFACES.md), which never override slowatch's. ``slowatch_slo_alert_firing``
-    carries ``service``, ``slo``, ``alertname`` and ``severity`` only.
+    carries ``service``, ``slo``, ``alertname`` and ``severity`` only. ``windows``: the burn-rate
+    windows exported (``SLOWATCH_METRICS_WINDOWS``); None, all.
     """
 
-    def __init__(self, holder: ViewHolder) -> None:
+    def __init__(self, holder: ViewHolder, windows: Collection[str] | None = None) -> None:
         self._holder = holder
+        self.windows = frozenset(windows) if windows is not None else None
 
     def describe(self) -> Iterable[Metric]:
         # Names only, so the registry can refuse a clash at registration time.
         return list(_families().values())
 
     def collect(self) -> Iterable[Metric]:
-        view = self._holder.get()
         fam = _families()
-        for status in view.statuses:
-            _add_status(fam, status)
-            for row in view.regressions.get(status.slo.id, ()):
-                if row.change_percentage is not None:
-                    spec = {k: v for k, v in status.slo.labels if k not in RESERVED_LABELS}
-                    _WithSpecLabels(fam, spec).add_metric(
-                        "regression", [status.slo.service, status.slo.name, row.metric_name],
-                        row.change_percentage / 100)
-        _add_firing(fam["alert_firing"], view)
+        _add_view(lambda spec: _WithSpecLabels(fam, spec), self._holder.get(), self.windows)
         return list(fam.values())
+
+
+class _Series(Protocol):
+    def add_metric(self, family: str, values: list[str], value: float) -> None: ...
+
+
+def _add_view(series: Callable[[Mapping[str, str]], _Series], view: DaemonView,
+              windows: frozenset[str] | None) -> None:
+    """Every SLO sample of ``view``, through ``series(spec labels)``: prometheus_client's samples
+    (``SLOCollector``) or exposition lines (``Exposition``) from the one description."""
+    for status in view.statuses:
+        spec = {k: v for k, v in status.slo.labels if k not in RESERVED_LABELS}
+        fam = series(spec)
+        _add_status(fam, status, windows)
+        for row in view.regressions.get(status.slo.id, ()):
+            if row.change_percentage is not None:
+                fam.add_metric("regression", [status.slo.service, status.slo.name, row.metric_name],
+                               row.change_percentage / 100)
+    _add_firing(series({}), view)
 
 
 # Labels of the SLO families beyond service and slo, kept here so that adding samples never reads
@@ -84,6 +106,8 @@ _EXTRA_LABELS: dict[str, tuple[str, ...]] = {
 
 
 def _label_names(family: str) -> tuple[str, ...]:
+    if family == "alert_firing":
+        return ALERT_LABELS
     return (*SLO_LABELS, *_EXTRA_LABELS.get(family, ()))
 
 
@@ -125,10 +149,9 @@ class _WithSpecLabels:
         f.samples.append(Sample(f.name, labels, value, None))
 
 
-def _add_status(families: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> None:
+def _add_status(fam: _Series, s: BudgetStatus, windows: frozenset[str] | None = None) -> None:
     slo = s.slo
     key = [slo.service, slo.name]
-    fam = _WithSpecLabels(families, {k: v for k, v in slo.labels if k not in RESERVED_LABELS})
     fam.add_metric("objective", key, slo.objective)
     for state in STATES:
         fam.add_metric("state", [*key, state], 1.0 if s.state == state else 0.0)
@@ -144,13 +167,13 @@ def _add_status(families: Mapping[str, GaugeMetricFamily], s: BudgetStatus) -> N
     fam.add_metric("consumed", key, s.consumed)
     fam.add_metric("remaining", key, s.remaining)
     for window, rate in s.burn_rates.items():
-        if rate is not None:
+        if rate is not None and (windows is None or window in windows):
             fam.add_metric("burn_rate", [*key, window], rate)
     if s.exhaustion_at is not None:
         fam.add_metric("exhaustion", key, s.exhaustion_at.timestamp())
 
 
-def _add_firing(family: GaugeMetricFamily, view: DaemonView) -> None:
+def _add_firing(fam: _Series, view: DaemonView) -> None:
     # Two alerts may share these four labels (page on 1h/5m and on 6h/30m): one series, not a
     # duplicate sample, which would make the whole exposition invalid.
     seen: set[tuple[str, ...]] = set()
@@ -158,7 +181,173 @@ def _add_firing(family: GaugeMetricFamily, view: DaemonView) -> None:
         values = tuple(labels.get(name, "") for name in ALERT_LABELS)
         if values not in seen:
             seen.add(values)
-            family.add_metric(list(values), 1.0)
+            fam.add_metric("alert_firing", list(values), 1.0)
+
+
+
+# --- The exposition, rendered once per view --------------------------------------------------------
+#
+# prometheus_client formats every sample on every scrape: at 10,000 SLOs (~190,000 samples) that is
+# 2.1 s a scrape (bench/results/metrics_load.md). A view never changes, so the SLO part is rendered
+# once per view and format, by templates per family and label set, to the bytes prometheus_client
+# would write (tests/unit/test_metrics.py compares them); the daemon's own metrics, which change
+# between cycles, are encoded at each scrape and appended.
+
+_Format = tuple[str, str]
+"""("text" or "openmetrics", the name escaping scheme) of one negotiated exposition."""
+TEXT_FORMAT, OPENMETRICS_FORMAT = "text", "openmetrics"
+_EOF = "# EOF\n"
+# zlib's fastest level: the SLO part is compressed once per view (16 MB at 10,000 SLOs), and level 1
+# already shrinks the repetitive exposition ~20x.
+GZIP_LEVEL = 1
+# How prometheus_client writes a sample value (Go's spelling: +Inf, 1e+06); untyped upstream.
+_number: Callable[[float], str] = floatToGoString
+
+
+class _Texts(dict[str, str]):
+    """Label values as written, each worked out once: scrubbed (as every body that can quote one)
+    and escaped as prometheus_client escapes them in both formats."""
+
+    def __missing__(self, value: str) -> str:
+        text = scrub(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+        self[value] = text
+        return text
+
+
+class _Lines:
+    """The exposition lines of one SLO's samples (an ``_Series``), family by family."""
+
+    def __init__(self, out: _Rendering, spec: Mapping[str, str]) -> None:
+        self.out = out
+        self.spec_names = tuple(spec)
+        self.spec_values = tuple(spec.values())
+
+    def add_metric(self, family: str, values: list[str], value: float) -> None:
+        out = self.out
+        template, pick = out.template(family, self.spec_names)
+        texts = tuple(map(out.texts.__getitem__, pick((*values, *self.spec_values))))
+        out.lines[family].append(template % (*texts, _number(value)))
+
+
+class _Rendering:
+    """One view's SLO families in one format."""
+
+    def __init__(self, families: Mapping[str, GaugeMetricFamily], fmt: _Format) -> None:
+        self.families = families
+        self.kind, self.escaping = fmt
+        self.lines: dict[str, list[str]] = {name: [] for name in families}
+        self.texts = _Texts()
+        self._templates: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[tuple[str, ...]], Any]]] = {}
+
+    def template(self, family: str, spec_names: tuple[str, ...]) -> tuple[str, Callable[[tuple[str, ...]], Any]]:
+        """``name{a="%s",...} %s\\n`` with the labels sorted as prometheus_client sorts them, and a
+        getter of their values, in that order, from (sample values..., spec label values...)."""
+        key = (family, spec_names)
+        found = self._templates.get(key)
+        if found is None:
+            own = _label_names(family)
+            index = {name: len(own) + i for i, name in enumerate(spec_names)}
+            index.update({name: i for i, name in enumerate(own)})  # slowatch's labels win
+            names = sorted(index)
+            labels = ",".join(f'{escape_label_name(n, self.escaping).replace("%", "%%")}="%s"' for n in names)
+            metric = escape_metric_name(self.families[family].name, self.escaping).replace("%", "%%")
+            pick = itemgetter(*(index[n] for n in names))
+            if len(names) == 1:  # itemgetter of one index gives the item, not a tuple
+                single = index[names[0]]
+                found = (f"{metric}{{{labels}}} %s\n", lambda values: (values[single],))
+            else:
+                found = (f"{metric}{{{labels}}} %s\n", pick)
+            self._templates[key] = found
+        return found
+
+    def render(self) -> str:
+        parts: list[str] = []
+        for name, family in self.families.items():
+            metric = escape_metric_name(family.name, self.escaping)
+            doc = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            if self.kind == OPENMETRICS_FORMAT:
+                doc = doc.replace('"', r'\"')
+            parts.append(f"# HELP {metric} {doc}\n# TYPE {metric} {family.type}\n")
+            parts.extend(self.lines[name])
+        return "".join(parts)
+
+
+def negotiate(accept: str) -> tuple[Callable[[Any], bytes], str, _Format | None]:
+    """prometheus_client's encoder and content type for an Accept header, and the format the
+    per-view rendering writes for it (None: one it does not know, served by the encoder)."""
+    encoder, content_type = choose_encoder(accept)
+    if isinstance(encoder, partial):
+        func, escaping = encoder.func, encoder.keywords.get("escaping", openmetrics.UNDERSCORES)
+    else:
+        func, escaping = encoder, openmetrics.UNDERSCORES
+    if func is openmetrics.generate_latest:
+        return encoder, content_type, (OPENMETRICS_FORMAT, escaping)
+    if func is generate_latest:
+        return encoder, content_type, (TEXT_FORMAT, escaping)
+    return encoder, content_type, None
+
+
+class _Rendered:
+    """The SLO part of one view in one format, and its gzip stream kept open for the tail."""
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self._lock = threading.Lock()
+        self._gzip: tuple[bytes, Any] | None = None
+
+    def gzipped(self, tail: bytes) -> bytes:
+        with self._lock:
+            if self._gzip is None:
+                stream = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+                self._gzip = (stream.compress(self.text), stream)
+            head, stream = self._gzip
+            stream = stream.copy()  # the cached stream stays open; each scrape finishes its own copy
+        return head + stream.compress(tail) + stream.flush()
+
+
+class Registry(CollectorRegistry):
+    """The daemon's registry: the SLO collector, and ``own`` (the daemon's own metrics, process
+    and platform). Collecting it collects both; ``exposition`` serves it fast."""
+
+    def __init__(self, holder: ViewHolder, windows: Collection[str] | None = None) -> None:
+        super().__init__()
+        self.holder = holder
+        self.slos = SLOCollector(holder, windows)
+        self.own = CollectorRegistry()
+        self.register(self.slos)
+        self.register(self.own)
+        self._cache: tuple[DaemonView | None, dict[_Format, _Rendered]] = (None, {})
+        self._lock = threading.Lock()
+
+    def rendered(self, fmt: _Format) -> _Rendered:
+        """The SLO part of the current view in ``fmt``, rendered at the first scrape that asks."""
+        view = self.holder.get()
+        with self._lock:  # one render per view and format, however many scrapes arrive at once
+            if self._cache[0] is not view:
+                self._cache = (view, {})
+            store = self._cache[1]
+            found = store.get(fmt)
+            if found is None:
+                out = _Rendering(_families(), fmt)
+                _add_view(lambda spec: _Lines(out, spec), view, self.slos.windows)
+                found = store[fmt] = _Rendered(out.render().encode("utf-8"))
+        return found
+
+
+def exposition(registry: CollectorRegistry, accept: str, *, names: Sequence[str] = (),
+               gzipped: bool = False) -> tuple[bytes, str]:
+    """/metrics: the body (gzip if ``gzipped``) and its content type. A ``Registry`` answers from its
+    per-view rendering; a ``name[]`` filter or any other registry goes through prometheus_client."""
+    encoder, content_type, fmt = negotiate(accept)
+    if names or fmt is None or not isinstance(registry, Registry):
+        source: Any = registry.restricted_registry(names) if names else registry
+        body = scrub(encoder(source).decode("utf-8")).encode("utf-8")
+        return (gzip.compress(body) if gzipped else body), content_type
+    tail = scrub(encoder(registry.own).decode("utf-8")).encode("utf-8")
+    rendered = registry.rendered(fmt)
+    if gzipped:
+        return rendered.gzipped(tail), content_type
+    return rendered.text + tail, content_type
 
 
 
@@ -239,13 +428,14 @@ class SelfMetrics:
             self.spec_last_success.set(at.timestamp())
 
 
-def new_registry(holder: ViewHolder, *, process: bool = True) -> tuple[CollectorRegistry, SelfMetrics]:
-    """A registry with the SLO collector and the self metrics (and, by default, the process and
-    platform collectors the global registry would have had: memory, CPU, open fds)."""
-    registry = CollectorRegistry()
-    registry.register(SLOCollector(holder))
+def new_registry(holder: ViewHolder, *, process: bool = True,
+                 windows: Collection[str] | None = None) -> tuple[Registry, SelfMetrics]:
+    """A registry with the SLO collector (burn rates of ``windows`` only, if given) and the self
+    metrics (and, by default, the process and platform collectors the global registry would have
+    had: memory, CPU, open fds)."""
+    registry = Registry(holder, windows)
     if process:
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-    return registry, SelfMetrics(registry)
+        ProcessCollector(registry=registry.own)
+        PlatformCollector(registry=registry.own)
+    return registry, SelfMetrics(registry.own)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 import slowatch
-from slowatch.adapters.metrics import STATES, SelfMetrics, SLOCollector, new_registry
+from slowatch.adapters.metrics import STATES, SelfMetrics, SLOCollector, exposition, new_registry
+from slowatch.adapters.urls import scrub
 from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate, failed
 from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow
+from slowatch.core.regress import Row
 from slowatch.core.windows import BURN_RATE_WINDOWS
 from slowatch.view import DaemonView, ViewHolder
 
@@ -180,6 +184,79 @@ def test_an_empty_view_exports_no_slo_series() -> None:
     registry = CollectorRegistry()
     registry.register(SLOCollector(ViewHolder()))
     assert [s for fam in registry.collect() for s in fam.samples] == []
+
+
+@pytest.mark.parametrize(
+    ("windows", "expected"),
+    [
+        pytest.param(None, {*BURN_RATE_WINDOWS, "30d"}, id="unset, every burn-rate window and the slo window"),
+        pytest.param(frozenset({"5m", "1h", "6h", "30d"}), {"5m", "1h", "6h", "30d"},
+                     id="a list keeps only the windows it names"),
+        pytest.param(frozenset({"1h", "28d"}), {"1h"}, id="a window no slo has exports nothing more"),
+        pytest.param(frozenset(), set(), id="an empty set exports no burn rate"),
+    ],
+)
+def test_metrics_windows_limit_the_burn_rates_exported(windows: frozenset[str] | None, expected: set[str]) -> None:
+    registry, _ = new_registry(ViewHolder(DaemonView(at=AT, statuses=(LOGIN,), ready=True)), process=False,
+                               windows=windows)
+    got = {s.labels["window"] for fam in registry.collect() if fam.name == "slowatch_slo_burn_rate"
+           for s in fam.samples}
+    assert got == expected
+    # The sli keeps its window: the setting is about burn rates only.
+    assert registry.get_sample_value("slowatch_slo_sli_ratio", labels(LOGIN, window="30d")) == LOGIN.sli
+
+
+# An SLO whose names and labels need every escape, and a URL with a password in a label.
+ODD = status(SLO("we\\ird \"svc\"", "slo\nline%s", 99.5, RollingWindow(timedelta(days=7)),
+                 RatioSLI(total="t", errors="e"),
+                 labels=(("team", "ïdentity %d"), ("owner", "https://bob:s3cret@wiki.example/x"),
+                         ("a_first", "sorted before service"))), 0.5)
+REGRESSED = {LOGIN.slo.id: (Row("p99_latency", 1.0, 1.25, 25.0, True, "ticket", "lower"),
+                            Row("missing", None, None, None, False, "none", "lower", "no data"))}
+FIRING = ({"alertname": "SLOErrorBudgetBurn", "severity": "page", "service": "auth", "slo": "latency"},
+          {"alertname": "SLOWatchEvaluationFailing", "severity": "ticket"})
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        pytest.param("", id="no accept header gets the text format 0.0.4"),
+        pytest.param("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                     id="prometheus 2's scrape header gets openmetrics 1.0.0"),
+        pytest.param("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+                     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4", id="prometheus 3's utf-8 names"),
+        pytest.param("text/plain;version=1.0.0;escaping=dots", id="the text format with dots escaping"),
+        pytest.param("application/openmetrics-text", id="openmetrics without a version"),
+    ],
+)
+@pytest.mark.parametrize("windows", [None, frozenset({"1h", "30d"})], ids=["all windows", "two windows"])
+def test_the_exposition_is_byte_for_byte_prometheus_clients(accept: str, windows: frozenset[str] | None) -> None:
+    view = DaemonView(at=AT, statuses=(LOGIN, LATENCY, CHECKOUT, REFUNDS, BROKEN, STALE, ODD), firing=FIRING,
+                      regressions=REGRESSED, ready=True)
+    registry, m = new_registry(ViewHolder(view), process=False, windows=windows)
+    m.add_queries(3, 1, 99)
+    encoder, content_type = choose_encoder(accept)
+    expected = scrub(encoder(registry).decode("utf-8")).encode("utf-8")  # every sample through prometheus_client
+
+    body, got_type = exposition(registry, accept)
+    zipped, _ = exposition(registry, accept, gzipped=True)
+
+    assert (body, got_type) == (expected, content_type)
+    assert gzip.decompress(zipped) == expected
+    assert b"s3cret" not in body
+
+
+def test_the_exposition_follows_the_view_and_the_counters_between_views() -> None:
+    holder = ViewHolder(DaemonView(at=AT, statuses=(LOGIN,), ready=True))
+    registry, m = new_registry(holder, process=False)
+    first, _ = exposition(registry, "")
+    m.add_queries(2)  # the daemon's own counters move within a view: never cached
+    holder.set(DaemonView(at=AT, statuses=(CHECKOUT,), ready=True))
+    second, _ = exposition(registry, "", gzipped=True)
+
+    assert b'slo="login"' in first and b"slowatch_queries_total 0.0" in first
+    text = gzip.decompress(second)
+    assert b'slo="login"' not in text and b'slo="checkout"' in text and b"slowatch_queries_total 2.0" in text
 
 
 # --- self metrics -----------------------------------------------------------------------------------
