@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,12 @@ _STATUS_TEXT = {200: "200 OK", 304: "304 Not Modified", 400: "400 Bad Request", 
                 405: "405 Method Not Allowed", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
 # /status?limit= at most this many SLOs a page.
 MAX_PAGE = 10_000
+# Filtered and paged /status documents kept per view, in bytes: ~40 full 1,000-SLO documents
+# (789 KB each, bench/results/status_load.md); beyond it a list is built again from the SLOs' JSON.
+MAX_CACHED_LIST_BYTES = 32 * 1024 * 1024
+# gzip level of /status bodies, each compressed once per view: on a 486 KB 1,000-SLO document level 5
+# took 1.5 ms for 10 KB, level 9 5.4 ms for 7.9 KB (measured for this change).
+GZIP_LEVEL = 5
 # The spec label /status filters on besides service and state (INTERFACES: labels: {team: ...}).
 TEAM_LABEL = "team"
 _ROUTES_HINT = "/, /status, /status/{service}/{slo}, /metrics, /healthz, /readyz, /openapi.json"
@@ -58,6 +64,70 @@ _ROUTES_HINT = "/, /status, /status/{service}/{slo}, /metrics, /healthz, /readyz
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _Prepared:
+    """One document of one view, ready to send: its bytes, strong ETag, extra headers, and its gzip
+    (made at the first client that asks)."""
+
+    __slots__ = ("_gzip", "body", "etag", "extra")
+
+    def __init__(self, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
+        self.body = body
+        # A validator of the document (not of its encoding): a poller that has this view gets 304.
+        self.etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+        self.extra = extra
+        self._gzip: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzip is None:  # two threads may both compress once; the bytes are equal
+            self._gzip = gzip.compress(self.body, compresslevel=GZIP_LEVEL)
+        return self._gzip
+
+
+class _Index:
+    """What /status needs of one view, worked out once per view: SLOs by id, the filters' known
+    values, each SLO's JSON, and the documents served so far."""
+
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+        self.by_id = {(s.slo.service, s.slo.name): s for s in view.statuses}
+        self.team = {s.slo.id: dict(s.slo.labels).get(TEAM_LABEL, "") for s in view.statuses}
+        self.known: dict[str, set[str]] = {"service": {s.slo.service for s in view.statuses}, "state": set(STATES),
+                                           TEAM_LABEL: set(self.team.values())}
+        self.lock = threading.Lock()
+        self.slos: dict[str, bytes] = {}
+        self.documents: dict[tuple[str, ...], _Prepared] = {}
+        self.list_bytes = 0
+        # The envelope of status_document around its "slos" list, so a list is the SLOs' JSON joined.
+        empty = json.dumps(status_document(view.at, [], view.alerts), ensure_ascii=False)
+        head, found, tail = empty.partition('"slos": []')
+        self.envelope = (scrub(head + '"slos": [').encode("utf-8"), scrub("]" + tail).encode("utf-8")) \
+            if found else None
+
+    def slo_json(self, s: BudgetStatus) -> bytes:
+        body = self.slos.get(s.slo.id)
+        if body is None:
+            doc = slo_document(s, self.view.alerts.get(s.slo.id, ()))
+            body = self.slos[s.slo.id] = scrub(json.dumps(doc, ensure_ascii=False)).encode("utf-8")
+        return body
+
+    def list_json(self, statuses: Sequence[BudgetStatus]) -> bytes:
+        if self.envelope is None:  # status_document's shape changed: serialise it whole
+            doc = status_document(self.view.at, statuses, self.view.alerts)
+            return scrub(json.dumps(doc, ensure_ascii=False)).encode("utf-8")
+        head, tail = self.envelope
+        return head + b", ".join(self.slo_json(s) for s in statuses) + tail
+
+    def keep(self, key: tuple[str, ...], prepared: _Prepared, is_list: bool) -> _Prepared:
+        """Cache ``prepared`` for this view: every SLO's document, and lists while they fit."""
+        with self.lock:
+            if not is_list:
+                return self.documents.setdefault(key, prepared)
+            if key not in self.documents and self.list_bytes + len(prepared.body) <= MAX_CACHED_LIST_BYTES:
+                self.list_bytes += len(prepared.body)
+                self.documents[key] = prepared
+            return self.documents.get(key, prepared)
 
 
 class App:
@@ -70,38 +140,27 @@ class App:
         self.registry = registry
         self.clock = clock
         self.stale_after = stale_after
-        # Rendered documents of the current view: a view never changes, so each document is
-        # serialised (and gzipped) once per cycle, not once per request.
-        self._cache: tuple[DaemonView | None, dict[tuple[str, ...], bytes]] = (None, {})
-        self._cache_lock = threading.Lock()
+        # A view never changes, so each document is serialised (and gzipped) once per view, not once
+        # per request, and a request for one already served costs a dictionary look-up.
+        self._index: _Index | None = None
+        self._index_lock = threading.Lock()
 
-    def _cached(self, view: DaemonView, key: tuple[str, ...], render: Callable[[], bytes]) -> bytes:
-        with self._cache_lock:
-            if self._cache[0] is not view:
-                self._cache = (view, {})
-            store = self._cache[1]
-        body = store.get(key)
-        if body is None:
-            body = render()
-            with self._cache_lock:
-                if self._cache[0] is view:
-                    store[key] = body
-        return body
+    def index(self, view: DaemonView) -> _Index:
+        index = self._index
+        if index is None or index.view is not view:
+            with self._index_lock:
+                index = self._index
+                if index is None or index.view is not view:
+                    index = self._index = _Index(view)
+        return index
 
-    def _json_cached(self, environ: WSGIEnvironment, view: DaemonView, key: tuple[str, ...],
-                     doc: Callable[[], Any], extra: Iterable[tuple[str, str]] = ()) -> _Response:
-        plain = self._cached(view, ("identity", *key),
-                             lambda: scrub(json.dumps(doc(), ensure_ascii=False)).encode("utf-8"))
-        # A strong validator of the document (not of its encoding): a poller that already has this
-        # view gets 304 and no body, so a 1,000-SLO document costs one hash per cycle, not per request.
-        etag = self._cached(view, ("etag", *key), lambda: _etag(plain))
-        headers = [("Content-Type", JSON), ("Vary", "Accept-Encoding"), ("ETag", etag.decode()), *extra]
-        if etag.decode() in _etags(environ.get("HTTP_IF_NONE_MATCH", "")):
-            return _STATUS_TEXT[304], [h for h in headers if h[0] != "Content-Type"], b""
+    def _send(self, environ: WSGIEnvironment, prepared: _Prepared) -> _Response:
+        headers = [("Content-Type", JSON), ("Vary", "Accept-Encoding"), ("ETag", prepared.etag), *prepared.extra]
+        if prepared.etag in _etags(environ.get("HTTP_IF_NONE_MATCH", "")):
+            return _STATUS_TEXT[304], headers[1:], b""
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = self._cached(view, ("gzip", *key), lambda: gzip.compress(plain, compresslevel=5))
-            return _STATUS_TEXT[200], [*headers, ("Content-Encoding", "gzip")], body
-        return _STATUS_TEXT[200], headers, plain
+            return _STATUS_TEXT[200], [*headers, ("Content-Encoding", "gzip")], prepared.gzipped()
+        return _STATUS_TEXT[200], headers, prepared.body
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -143,18 +202,9 @@ class App:
     # --- handlers ---------------------------------------------------------------------------------
 
     def status(self, environ: WSGIEnvironment) -> _Response:
-        view = self.holder.get()
+        index = self.index(self.holder.get())
+        view = index.view
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        # Only known values make a cache key: any other ?service= (state=, team=) value cannot grow
-        # the cache; one that matches nothing gives an empty list, as a filter should.
-        filters: list[tuple[str, ...]] = []
-        keep: list[Callable[[BudgetStatus], bool]] = []
-        by: tuple[tuple[str, set[str], Callable[[BudgetStatus], str]], ...] = (
-            ("service", {s.slo.service for s in view.statuses}, lambda s: s.slo.service),
-            ("state", set(STATES), lambda s: s.state),
-            (TEAM_LABEL, {dict(s.slo.labels).get(TEAM_LABEL, "") for s in view.statuses},
-             lambda s: dict(s.slo.labels).get(TEAM_LABEL, "")),
-        )
         try:
             limit = _bounded_int(query, "limit", 1, MAX_PAGE, default=None)
             offset = _bounded_int(query, "offset", 0, None, default=0) or 0
@@ -163,38 +213,47 @@ class App:
         unknown_states = sorted(set(query.get("state", [])) - set(STATES))
         if unknown_states:
             return _json(400, {"error": f"state must be one of {', '.join(STATES)}, got {', '.join(unknown_states)}"})
-        for name, known_values, value_of in by:
-            asked = [v for v in query.get(name, []) if v]  # ?service= (empty) is no filter
-            if not asked:
-                continue
-            chosen = sorted(v for v in set(asked) if v in known_values)
-            if not chosen:
-                return _json(200, status_document(view.at, [], view.alerts))
-            filters.append((name, *chosen))
-            keep.append(_matcher(value_of, frozenset(chosen)))
-        selected = [s for s in view.statuses if all(k(s) for k in keep)]
+        # Only known values make a cache key: any other ?service= (state=, team=) value cannot grow
+        # the cache; one that matches nothing gives an empty list, as a filter should.
+        filters: list[tuple[str, frozenset[str]]] = []
+        for name in ("service", "state", TEAM_LABEL):
+            asked = {v for v in query.get(name, []) if v}  # ?service= (empty) is no filter
+            if asked:
+                filters.append((name, frozenset(asked & index.known[name])))
+        paged = limit is not None or offset > 0
+        key = ("status", *(f"{name}={','.join(sorted(chosen))}" for name, chosen in filters),
+               *((f"limit={limit}", f"offset={offset}") if paged else ()))
+        found = index.documents.get(key)
+        if found is not None:
+            return self._send(environ, found)
+        team = index.team
+        value_of: dict[str, Callable[[BudgetStatus], str]] = {
+            "service": lambda s: s.slo.service, "state": lambda s: s.state, TEAM_LABEL: lambda s: team[s.slo.id]}
+        selected = [s for s in view.statuses if all(value_of[name](s) in chosen for name, chosen in filters)]
         extra: list[tuple[str, str]] = [("X-Total-Count", str(len(selected)))]
         page = selected
-        if limit is not None or offset:
+        if paged:
             page = selected[offset:offset + limit] if limit is not None else selected[offset:]
             if limit is not None and offset + limit < len(selected):
                 rest = [(k, v) for k, vs in query.items() if k not in ("offset", "limit") for v in vs]
                 extra.append(("Link", f'</status?{urlencode([*rest, ("limit", limit), ("offset", offset + limit)])}>; '
                                       'rel="next"'))
-        key = ("status", *(f"{f[0]}={','.join(f[1:])}" for f in filters),
-               *((f"limit={limit}", f"offset={offset}") if limit is not None or offset else ()))
+        prepared = _Prepared(index.list_json(page), tuple(extra))
         if limit is not None and offset % limit:
             # Odd offsets are not cached (a client walking offset by one would fill the cache).
-            return _json(200, status_document(view.at, page, view.alerts))
-        return self._json_cached(environ, view, key, lambda: status_document(view.at, page, view.alerts), extra)
+            return self._send(environ, prepared)
+        return self._send(environ, index.keep(key, prepared, is_list=True))
 
     def one(self, environ: WSGIEnvironment, service: str, name: str) -> _Response:
-        view = self.holder.get()
-        s = view.status(service, name)
+        index = self.index(self.holder.get())
+        key = ("one", service, name)
+        found = index.documents.get(key)
+        if found is not None:
+            return self._send(environ, found)
+        s = index.by_id.get((service, name))
         if s is None:
             return _json(404, {"error": f"no SLO {service}/{name}; GET /status lists them"})
-        return self._json_cached(environ, view, ("one", service, name),
-                                 lambda: slo_document(s, view.alerts.get(s.slo.id, ())))
+        return self._send(environ, index.keep(key, _Prepared(index.slo_json(s)), is_list=False))
 
     def metrics(self, environ: WSGIEnvironment) -> _Response:
         # name[]: the same filter prometheus_client's own handlers support.
@@ -222,14 +281,6 @@ class App:
         headers = [("Content-Type", HTML), ("Content-Security-Policy", PAGE_CSP),
                    ("X-Content-Type-Options", "nosniff")]
         return _STATUS_TEXT[200], headers, text.encode("utf-8")
-
-
-def _matcher(value_of: Callable[[BudgetStatus], str], chosen: frozenset[str]) -> Callable[[BudgetStatus], bool]:
-    return lambda s: value_of(s) in chosen
-
-
-def _etag(body: bytes) -> bytes:
-    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'.encode()
 
 
 def _etags(header: str) -> set[str]:

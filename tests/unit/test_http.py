@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from slowatch.adapters.http import App, Server, serve
 from slowatch.adapters.metrics import new_registry
 from slowatch.adapters.page import render_page
 from slowatch.adapters.render import slo_document, status_document
+from slowatch.adapters.urls import scrub
 from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate, failed
 from slowatch.core.model import SLO, RatioSLI, RollingWindow
 from slowatch.core.windows import BURN_RATE_WINDOWS
@@ -109,11 +111,15 @@ def test_routes(server: Server, path: str, code: int, content_type: str) -> None
         assert set(r.json()) == {"error"} and r.json()["error"]
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, id=f"{p} sends no caching headers")
-                                  for p in ("/", "/status", "/status/auth/login-latency", "/metrics")])
-def test_no_caching_headers(server: Server, path: str) -> None:
-    headers = get(server, path).headers
-    assert not {"Cache-Control", "ETag", "Last-Modified", "Expires"} & set(headers)
+@pytest.mark.parametrize(("path", "etag"), [
+    pytest.param("/", False, id="the page sends no caching headers"),
+    pytest.param("/metrics", False, id="metrics send no caching headers"),
+    pytest.param("/status", True, id="status sends only its etag, a validator, never a freshness time"),
+    pytest.param("/status/auth/login-latency", True, id="one slo sends only its etag"),
+])
+def test_caching_headers(server: Server, path: str, etag: bool) -> None:
+    headers = {k.lower() for k in get(server, path).headers}
+    assert headers & {"cache-control", "etag", "last-modified", "expires"} == ({"etag"} if etag else set())
 
 
 def test_status_is_the_render_document(server: Server) -> None:
@@ -309,40 +315,73 @@ def test_close_stops_the_server_and_frees_the_port() -> None:
         sock.listen()
 
 
-def test_status_is_serialised_once_per_view_and_follows_a_new_one() -> None:
+def test_status_is_serialised_once_per_view_and_follows_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slowatch.adapters import http
+
     views = [DaemonView(at=datetime(2026, 11, 27, 12, tzinfo=UTC), statuses=(status(slo("auth", "a"), 0.5),),
                         ready=True),
              DaemonView(at=datetime(2026, 11, 27, 12, 1, tzinfo=UTC), statuses=(status(slo("auth", "a"), 0.75),),
                         ready=True)]
     holder = ViewHolder(views[0])
-    registry, _ = new_registry(holder, process=False)
-    app = App(holder, registry)
+    app = App(holder, new_registry(holder, process=False)[0])
     calls: list[str] = []
-    original = app._cached
 
-    def counting(view: DaemonView, key: tuple[str, ...], render: Any) -> bytes:
-        def counted() -> bytes:
-            calls.append("/".join(key))
-            body: bytes = render()
-            return body
-        return original(view, key, counted)
+    def counted(s: BudgetStatus, alerts: Any = ()) -> dict[str, Any]:
+        calls.append(f"{s.slo.id}:{s.consumed}")
+        return slo_document(s, alerts)
 
-    app._cached = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(http, "slo_document", counted)
     env = {"PATH_INFO": "/status", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
     first = [app.handle(env)[2] for _ in range(3)]
-    assert calls == ["identity/status", "etag/status"] and first[0] == first[1] == first[2]
+    one = app.handle({**env, "PATH_INFO": "/status/auth/a"})[2]
     gz = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip, deflate"})
-    assert ("Content-Encoding", "gzip") in gz[1]
-    assert gzip.decompress(gz[2]) == first[0]
+    assert calls == ["auth/a:0.5"] and first[0] == first[1] == first[2]
+    assert json.loads(first[0])["slos"] == [json.loads(one)]
+    assert ("Content-Encoding", "gzip") in gz[1] and gzip.decompress(gz[2]) == first[0]
     holder.set(views[1])
     second = app.handle(env)[2]
     assert json.loads(second)["slos"][0]["error_budget"]["consumed"] == 0.75
-    assert calls == ["identity/status", "etag/status", "gzip/status", "identity/status", "etag/status"]
+    assert calls == ["auth/a:0.5", "auth/a:0.75"]
     # A filter named like the gzip variant can never be served to a gzip client, nor grow the cache.
     odd = app.handle({**env, "QUERY_STRING": "service=gzip"})
     assert json.loads(odd[2])["slos"] == []
     gz2 = app.handle({**env, "HTTP_ACCEPT_ENCODING": "gzip"})
     assert json.loads(gzip.decompress(gz2[2]))["slos"][0]["error_budget"]["consumed"] == 0.75
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param("", id="the whole document"),
+    pytest.param("service=auth", id="one service"),
+    pytest.param("service=evil&service=payments", id="two services with strings that need escaping"),
+    pytest.param("state=error", id="a state"),
+    pytest.param("service=nope", id="a filter that matches nothing"),
+    pytest.param("limit=2&offset=2", id="a page"),
+])
+def test_a_list_joined_from_each_slos_json_is_the_documents_bytes(query: str) -> None:
+    app = App(ViewHolder(VIEW), new_registry(ViewHolder(VIEW), process=False)[0])
+    code, headers, body = call(app, query)
+    chosen = parse_qs(query)
+    limit, offset = int(chosen.pop("limit", ["0"])[0]), int(chosen.pop("offset", ["0"])[0])
+    selected = [s for s in VIEW.statuses if all(
+        (s.slo.service if k == "service" else s.state) in v for k, v in chosen.items())]
+    page = selected[offset:offset + limit] if limit else selected
+    expected = scrub(json.dumps(status_document(VIEW.at, page, VIEW.alerts), ensure_ascii=False)).encode("utf-8")
+    assert code.startswith("200") and body == expected
+    assert headers["X-Total-Count"] == str(len(selected))
+
+
+def test_lists_beyond_the_cache_budget_are_served_but_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slowatch.adapters import http
+
+    app = App(ViewHolder(VIEW), new_registry(ViewHolder(VIEW), process=False)[0])
+    whole = call(app)[2]
+    monkeypatch.setattr(http, "MAX_CACHED_LIST_BYTES", len(whole) + 10)  # room for the whole document only
+    auth = call(app, "service=auth")
+    again = call(app, "service=auth")
+    index = app.index(VIEW)
+    assert set(index.documents) == {("status",)} and index.list_bytes == len(whole)
+    assert auth == again and [s["slo"] for s in json.loads(auth[2])["slos"]] == ["login-availability",
+                                                                                    "login-latency"]
 
 
 # --- a big fleet: ETag and 304, filters by state and team, pagination -------------------------
