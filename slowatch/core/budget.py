@@ -7,17 +7,19 @@ Missing data is a state (``no_data``), never a number.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from slowatch.core.conventions import State
-from slowatch.core.model import SLO, alert_rows, nominal_length, window_span
+from slowatch.core.exclusions import excluded_seconds, intervals, merged
+from slowatch.core.model import SLO, Exclusion, alert_rows, nominal_length, window_span
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     CURRENT_BURN_WINDOW,
     BurnRateAlertWindow,
+    parse_duration,
 )
 
 # Key of the SLO's own window in a Measurement (its display name goes into the document).
@@ -51,6 +53,15 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class Occurrence:
+    """The exclusion covering an instant, with the bounds of its current occurrence."""
+
+    exclusion: Exclusion
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
 class BudgetStatus:
     slo: SLO
     at: datetime
@@ -67,13 +78,21 @@ class BudgetStatus:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     """The measurement's ``warnings``, shown in /status."""
+    excluded_seconds: Mapping[str, float] = field(default_factory=dict)
+    """Seconds of each window excluded (``SLO.exclusions``), keyed as ``burn_rates``; empty for an
+    SLO without exclusions."""
+    exclusion: Occurrence | None = None
+    """The exclusion covering ``at``, if any."""
+    components: Mapping[str, Mapping[str, EventCounts]] = field(default_factory=dict)
+    """A composite's components' counts per window (keyed as ``counts``), by component id: /status
+    shows each one's SLI beside the composite's (``core.composite``)."""
 
     @property
     def remaining(self) -> float:
         return 1.0 - self.consumed
 
 
-def _quality_problem(name: str, c: EventCounts) -> str | None:
+def quality_problem(name: str, c: EventCounts) -> str | None:
     if any(math.isnan(v) or math.isinf(v) for v in (c.good, c.total)):
         return f"window {name}: good={c.good} total={c.total} is not a finite count"
     if c.total < 0 or c.good < 0:
@@ -90,14 +109,49 @@ def burn_rate(counts: EventCounts | None, budget: float) -> float | None:
     return (counts.bad / counts.total) / budget
 
 
+def window_excluded_seconds(slo: SLO, at: datetime) -> dict[str, float]:
+    """Seconds of each window ending at ``at`` that ``slo``'s exclusions cover, keyed as
+    ``BudgetStatus.burn_rates``; empty without exclusions."""
+    if not slo.exclusions:
+        return {}
+    lengths = {w: parse_duration(w) for w in BURN_RATE_WINDOWS}
+    lengths[slo.window.name] = window_span(slo.window, at).elapsed
+    return {w: excluded_seconds(merged(slo.exclusions, at - d, at)) for w, d in lengths.items()}
+
+
+def occurrence(exclusions: Sequence[Exclusion], at: datetime) -> Occurrence | None:
+    """The first exclusion (in spec order) covering ``at``, with its current occurrence."""
+    for e in exclusions:
+        # An occurrence holding `at` starts after `at - duration` and ends by `at + duration`, so
+        # this range returns it unclipped (a one-off one: its own start and end).
+        reach = e.duration if e.rrule is not None else timedelta(0)
+        lo, hi = (at - reach, at + reach) if e.rrule is not None else (e.start or at, e.end or at)
+        for start, end in intervals(e, lo, hi):
+            if start <= at < end:
+                return Occurrence(e, start, end)
+    return None
+
+
+def _with_exclusions(status: BudgetStatus) -> BudgetStatus:
+    slo, at = status.slo, status.at
+    if not slo.exclusions:
+        return status
+    return replace(status, excluded_seconds=window_excluded_seconds(slo, at),
+                   exclusion=occurrence(slo.exclusions, at))
+
+
 def evaluate(slo: SLO, m: Measurement) -> BudgetStatus:
     """The budget of ``slo`` from the counts measured at ``m.at``."""
+    return _with_exclusions(_evaluate(slo, m))
+
+
+def _evaluate(slo: SLO, m: Measurement) -> BudgetStatus:
     window_name = slo.window.name
     budget = slo.budget
 
     problems = list(m.problems)
     for name, c in m.counts.items():
-        p = _quality_problem(window_name if name == SLO_WINDOW else name, c)
+        p = quality_problem(window_name if name == SLO_WINDOW else name, c)
         if p:
             problems.append(p)
     if problems:
@@ -157,7 +211,7 @@ def failed(slo: SLO, at: datetime, state: Literal["error", "stale"], error: str,
     """
     if state == "stale" and previous is not None:
         return replace(previous, state="stale", error=error)
-    return BudgetStatus(
+    return _with_exclusions(BudgetStatus(
         slo=slo, at=at, state=state, sli=None, budget_total=slo.budget, consumed=0.0,
         burn_rates={}, exhaustion_at=None, error=error,
-    )
+    ))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
+from slowatch.core.exclusions import merged
 from slowatch.core.measure import (
     Answer,
     CounterRole,
@@ -169,12 +170,54 @@ def window_plans(slo: SLO, at: datetime, ledger: bool = True) -> list[WindowPlan
     return plans
 
 
+@dataclass(frozen=True)
+class Cut:
+    """The excluded part of one window (``SLO.exclusions``), subtracted from its counts: whole
+    hours the ledger holds, and live spans for the rest (the partial-hour edges of intervals, and
+    whatever lies in live windows, the head or a tail). Each excluded ``[lo, hi)`` is counted as
+    the span ``(lo, hi]`` (``core.measure``), so it tiles with the window's own spans."""
+
+    hours: tuple[range, ...] = ()
+    spans: tuple[Span, ...] = ()
+
+
+def excluded_cut(slo: SLO, p: WindowPlan, t: int) -> Cut:
+    """What to subtract from window ``p`` of ``slo`` at ``t`` (unix seconds). Interval bounds are
+    taken to the whole second (spans are whole seconds)."""
+    if not slo.exclusions:
+        return Cut()
+    held = range(0) if p.live else p.hours(t)
+    hours: list[range] = []
+    spans: list[Span] = []
+    for lo_at, hi_at in merged(slo.exclusions, utc(t - p.seconds), utc(t)):
+        lo, hi = int(lo_at.timestamp()), math.ceil(hi_at.timestamp())
+        if held:
+            first = max(_ceil_hour(lo) + HOUR, held.start)  # the first held hour starting at or after lo
+            last = min(hi // HOUR * HOUR, held[-1])  # the last held hour ending at or before hi
+            if first <= last:
+                hours.append(range(first, last + 1, HOUR))
+                if first - HOUR > lo:
+                    spans.append(Span(first - HOUR - lo, t - (first - HOUR)))
+                if hi > last:
+                    spans.append(Span(hi - last, t - hi))
+                continue
+        spans.append(Span(hi - lo, t - hi))
+    return Cut(tuple(hours), tuple(spans))
+
+
+def cut_tag(span: Span) -> str:
+    """The tag of an excluded span: SLOs of a chunk excluding the same span share it."""
+    return f"x{span.length}@{span.offset}"
+
+
 def live_spans(slos: Iterable[SLO], at: datetime, ledger: bool = True) -> dict[str, Span]:
     """Tag -> span of everything read live this cycle for these SLOs."""
     t = int(at.timestamp())
     spans: dict[str, Span] = {}
     for slo in slos:
         for p in window_plans(slo, at, ledger):
+            for cut in excluded_cut(slo, p, t).spans:
+                spans[cut_tag(cut)] = cut
             if p.live:
                 spans[f"w{p.seconds}"] = Span(p.seconds)
                 continue
@@ -187,89 +230,157 @@ def live_spans(slos: Iterable[SLO], at: datetime, ledger: bool = True) -> dict[s
 
 # --- the ledger --------------------------------------------------------------------------------
 
+RowKey = tuple[str, Key]
+"""A ledger row: (ledger role, key), see ``Group.ledger_keys``."""
+
+# Hours dropped from a row's front are cut away once they reach 1/COMPACT_SHARE of the array: at
+# most that much slack per row, and one copy of the n held hours every n/COMPACT_SHARE hours is
+# COMPACT_SHARE element copies an hour, amortised (upkeep stays O(rows), not O(rows x hours)).
+COMPACT_SHARE = 4
+
 
 @dataclass
-class GroupLedger:
-    """Events per whole hour for every (role, key) of one group, over one contiguous range of hour
-    ends ``first .. last``, kept as running sums only (8 bytes an hour): ``cumulative[rk][i]`` is
-    the sum of the first ``i`` hours, so any window's whole hours cost one subtraction."""
+class Row:
+    """One row's events per whole hour, as running sums over a contiguous range of hour ends
+    starting at ``first``: the held hour ``i`` (ending at ``first + i*HOUR``) counts
+    ``cum[off+i+1] - cum[off+i]``. New hours are appended; old ones are dropped by advancing
+    ``off`` (the sums before it are never read again), so neither rebuilds the array."""
 
     first: int = 0
-    last: int = -1
-    cumulative: dict[tuple[str, Key], array[float]] = field(default_factory=dict)
-    unusable: dict[tuple[str, Key], set[int]] = field(default_factory=dict)
+    cum: array[float] = field(default_factory=lambda: array("d", [0.0]))
+    off: int = 0
+    unusable: set[int] = field(default_factory=set)
     """Hour ends whose count came back NaN or infinite: kept out of the running sums (which would
     stay NaN for 30 days) and reported as unknown by every window that holds them."""
 
-    def missing(self, need: range, role_keys: Iterable[tuple[str, Key]]) -> range:
-        """Hour ends to fetch so that ``need`` is covered for every (role, key)."""
+    @property
+    def hours(self) -> int:
+        return len(self.cum) - 1 - self.off
+
+    @property
+    def last(self) -> int:
+        """The end of the last held hour (``first - HOUR`` when none is held)."""
+        return self.first + (self.hours - 1) * HOUR
+
+    def missing(self, need: range) -> range:
+        """Hour ends to fetch so that ``need`` is covered (one contiguous range: the row stays one)."""
         if not need:
             return range(0)
-        if self.last < self.first or any(rk not in self.cumulative for rk in role_keys):
+        if not self.hours or need[-1] < self.first - HOUR or need[0] > self.last + HOUR:
             return need
-        lo = need[0] if need[0] < self.first else None
-        hi = need[-1] if need[-1] > self.last else None
-        if lo is None and hi is None:
-            return range(0)
-        start = lo if lo is not None else self.last + HOUR
-        stop = (hi if hi is not None else self.first - HOUR) + HOUR
-        return range(start, stop, HOUR)
+        lo = need[0] if need[0] < self.first else self.last + HOUR
+        hi = need[-1] if need[-1] > self.last else self.first - HOUR
+        return range(lo, hi + HOUR, HOUR) if lo <= hi else range(0)
 
-    def fill(self, fetched: range, values: Mapping[tuple[str, Key], Sequence[float]],
-             role_keys: Iterable[tuple[str, Key]], keep_from: int) -> None:
-        """Merge the hours of ``fetched`` (``values[rk][i]``: the hour ending at ``fetched[i]``; a
-        missing row had no events) and drop hours ending before ``keep_from``; the covered range
-        stays contiguous."""
-        role_keys = list(role_keys)
-        joins = self.last >= self.first and all(rk in self.cumulative for rk in role_keys) and (
-            fetched[0] <= self.last + HOUR and fetched[-1] >= self.first - HOUR)
-        first = min(fetched[0], self.first) if joins else fetched[0]
-        last = max(fetched[-1], self.last) if joins else fetched[-1]
-        first = max(first, min(keep_from, last + HOUR))
-        n = max(0, (last - first) // HOUR + 1)
-        cumulative: dict[tuple[str, Key], array[float]] = {}
-        unusable: dict[tuple[str, Key], set[int]] = {}
-        for rk in role_keys:
-            old = self.cumulative.get(rk) if joins else None
-            bad = {h for h in self.unusable.get(rk, ()) if first <= h <= last and h not in fetched} if joins else set()
-            got = values.get(rk)
-            cum = array("d", bytes(8 * (n + 1)))
-            acc = 0.0
-            for i in range(n):
-                end = first + i * HOUR
-                if end in fetched:
-                    v = got[(end - fetched[0]) // HOUR] if got is not None else 0.0
-                    if math.isfinite(v):
-                        acc += v
-                    else:
-                        bad.add(end)
-                elif old is not None:
-                    j = (end - self.first) // HOUR
-                    acc += old[j + 1] - old[j]
-                cum[i + 1] = acc
-            cumulative[rk] = cum
-            if bad:
-                unusable[rk] = bad
-        self.cumulative, self.unusable = cumulative, unusable  # rows no SLO reads any more go here
-        self.first, self.last = first, last
+    def add(self, fetched: range, values: Sequence[float]) -> None:
+        """Merge the hours of ``fetched`` (``values[i]``: the hour ending at ``fetched[i]``); hours
+        already held are kept. Appending costs the new hours only; hours before ``first`` (a
+        longer window joined the group) rebuild the row once; a range that neither touches nor
+        overlaps the held one replaces it."""
+        if not fetched:
+            return
+        if not self.hours or fetched[0] > self.last + HOUR or fetched[-1] < self.first - HOUR:
+            self.first, self.cum, self.off, self.unusable = fetched[0], array("d", [0.0]), 0, set()
+            self._append(fetched, values)
+            return
+        if fetched[0] < self.first:
+            k = (self.first - fetched[0]) // HOUR
+            front = Row(fetched[0])
+            front._append(fetched[:k], values[:k])
+            shift = front.cum[-1] - self.cum[self.off]
+            front.cum.extend(c + shift for c in self.cum[self.off + 1:])
+            front.unusable |= self.unusable
+            self.first, self.cum, self.off, self.unusable = front.first, front.cum, 0, front.unusable
+        if fetched[-1] > self.last:
+            i = (self.last + HOUR - fetched[0]) // HOUR
+            self._append(fetched[i:], values[i:])
 
-    def total(self, rk: tuple[str, Key], hours: range) -> float:
+    def _append(self, hours: range, values: Sequence[float]) -> None:
+        acc = self.cum[-1]
+        for end, v in zip(hours, values, strict=True):
+            if math.isfinite(v):
+                acc += v
+            else:
+                self.unusable.add(end)
+            self.cum.append(acc)
+
+    def drop_before(self, keep_from: int) -> None:
+        """Forget the hours ending before ``keep_from``."""
+        k = min(self.hours, (keep_from - self.first) // HOUR)
+        if k <= 0:
+            return
+        self.off += k
+        self.first += k * HOUR
+        if self.unusable:
+            self.unusable = {h for h in self.unusable if h >= self.first}
+        if self.off * COMPACT_SHARE >= len(self.cum):
+            del self.cum[:self.off]
+            self.off = 0
+
+    def total(self, hours: range) -> float:
         if not hours:
             return 0.0
-        cum = self.cumulative.get(rk)
         lo, hi = (hours[0] - self.first) // HOUR, (hours[-1] - self.first) // HOUR + 1
-        if cum is None or lo < 0 or hi > len(cum) - 1:
+        if lo < 0 or hi > self.hours:
             return math.nan  # never read an hour the ledger does not hold
-        if any(h in hours for h in self.unusable.get(rk, ())):
+        if self.unusable and any(hours[0] <= h <= hours[-1] for h in self.unusable):
             return math.nan
-        return cum[hi] - cum[lo]
+        return self.cum[self.off + hi] - self.cum[self.off + lo]
+
+
+@dataclass
+class GroupLedger:
+    """The rows of one group (every SLO sharing a query shape), each with its own coverage: rows
+    are shared by whatever chunks the group is queried in, and a new or changed SLO's rows are
+    filled alone, without touching the others."""
+
+    rows: dict[RowKey, Row] = field(default_factory=dict)
+
+    def missing(self, need: range, role_keys: Iterable[RowKey]) -> range:
+        """Hour ends to fetch so that ``need`` is covered for every row of ``role_keys``."""
+        lo = hi = None
+        for rk in role_keys:
+            row = self.rows.get(rk)
+            m = row.missing(need) if row is not None else need
+            if m:
+                lo = m[0] if lo is None else min(lo, m[0])
+                hi = m[-1] if hi is None else max(hi, m[-1])
+        return range(0) if lo is None or hi is None else range(lo, hi + HOUR, HOUR)
+
+    def fill(self, fetched: range, values: Mapping[RowKey, Sequence[float]], role_keys: Iterable[RowKey],
+             keep_from: int | None = None) -> None:
+        """Merge the hours of ``fetched`` into each row of ``role_keys`` (``values[rk][i]``: the hour
+        ending at ``fetched[i]``; a row absent from ``values`` had no events), then drop hours
+        ending before ``keep_from``."""
+        zeros = array("d", bytes(8 * len(fetched)))
+        for rk in role_keys:
+            row = self.rows.setdefault(rk, Row())
+            row.add(fetched, values.get(rk, zeros))
+            if keep_from is not None:
+                row.drop_before(keep_from)
+
+    def drop_before(self, keep_from: int) -> None:
+        for row in self.rows.values():
+            row.drop_before(keep_from)
+
+    def retain(self, role_keys: Iterable[RowKey]) -> None:
+        """Forget rows no SLO reads any more."""
+        keep = set(role_keys)
+        for rk in [rk for rk in self.rows if rk not in keep]:
+            del self.rows[rk]
+
+    def total(self, rk: RowKey, hours: range) -> float:
+        row = self.rows.get(rk)
+        if row is None:
+            return 0.0 if not hours else math.nan
+        return row.total(hours)
 
 
 class Ledger:
-    """The hour ledgers of every group, by group signature."""
+    """The hour ledgers of every group, by group signature (the query shape: ``core.measure``)."""
 
-    def __init__(self) -> None:
-        self.groups: dict[str, GroupLedger] = {}
+    def __init__(self, groups: Mapping[str, GroupLedger] | None = None) -> None:
+        self.groups: dict[str, GroupLedger] = dict(groups or {})
 
     def group(self, signature: str) -> GroupLedger:
         return self.groups.setdefault(signature, GroupLedger())
@@ -293,15 +404,23 @@ def assemble(
     counts: dict[str, EventCounts] = {}
     for p in window_plans(slo, at, from_ledger and group.ledger):
         per_role: dict[str, float] = {}
+        cut = excluded_cut(slo, p, t)
         for role, template in group.roles.items():
             key = keys[role]
             th = threshold if template.le else None
+            row = (group.ledger_role(slo, role), key)
             if p.live:
                 v = answer.value(f"w{p.seconds}", role, key, th)
             else:
                 v = answer.value(f"tail{p.seconds}", role, key, th) if p.tail(t) else 0.0
-                v += ledger.total((group.ledger_role(slo, role), key), p.hours(t))
+                v += ledger.total(row, p.hours(t))
                 v += answer.value("head", role, key, th)
+            # Excluded events count neither as good nor as total: the same spans, subtracted.
+            excluded = sum(ledger.total(row, hours) for hours in cut.hours)
+            excluded += sum(answer.value(cut_tag(span), role, key, th) for span in cut.spans)
+            v -= excluded
+            if v < 0 and -v <= excluded * SUM_ROUNDING:
+                v = 0.0  # a window excluded whole: running sums round apart by a few ulps
             per_role[role] = v
         total = per_role.get("total", 0.0)
         good = total - per_role.get("bad", 0.0) if counts_bad else per_role.get("good", 0.0)

@@ -1,0 +1,228 @@
+"""Exclusions on the measuring path (core.plan's cut, core.budget's fields) and the recurring
+rule across a DST change (core.exclusions).
+
+The plan is checked against a synthetic world whose events per second have a closed form: every
+span the plan reads live is answered from it, every ledger hour is filled from it, and each
+window's assembled counts must equal the world's events in the window minus those in its excluded
+intervals, exactly (integers below 2**53).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from slowatch.core.budget import EventCounts, Measurement, evaluate, failed, occurrence
+from slowatch.core.exclusions import intervals, merged
+from slowatch.core.measure import Answer, Span
+from slowatch.core.model import SLO, Exclusion, RatioSLI, RollingWindow
+from slowatch.core.plan import (
+    HOUR,
+    GroupLedger,
+    assemble,
+    excluded_cut,
+    group_slos,
+    ledger_hours,
+    live_spans,
+    window_plans,
+)
+
+DAY = 86400
+# A sample-unaligned instant in the middle of a day (2026-11-29 14:37:13 UTC).
+AT = int(datetime(2026, 11, 29, 14, 37, 13, tzinfo=UTC).timestamp())
+BAD_EVERY = 7  # one bad event every 7th second
+EXTRA_EVERY = 5  # one more event every 5th second, on top of 2 a second
+
+
+def total_until(x: int) -> int:
+    """Events in seconds 1..x: 2 a second, and one more every EXTRA_EVERY-th second."""
+    return 2 * x + x // EXTRA_EVERY
+
+
+def bad_until(x: int) -> int:
+    return x // BAD_EVERY
+
+
+def world(role: str, span: tuple[int, int]) -> int:
+    """The world's events of ``role`` in ``(lo, hi]``."""
+    lo, hi = span
+    f = bad_until if role == "bad" else total_until
+    return f(hi) - f(lo)
+
+
+def one_off(start: datetime, end: datetime, reason: str = "migration") -> Exclusion:
+    return Exclusion(reason=reason, start=start, end=end)
+
+
+def slo_with(*exclusions: Exclusion, window: timedelta = timedelta(days=30)) -> SLO:
+    return SLO(service="auth", name="avail", objective_percent=99.9, window=RollingWindow(window),
+               sli=RatioSLI(total='http_requests_total{service="auth"}',
+                            errors='http_requests_total{service="auth",code=~"5.."}'),
+               exclusions=exclusions)
+
+
+def at_(t: int) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def measured(slo: SLO, t: int, *, ledger: bool = True) -> tuple[Measurement, dict[str, Span]]:
+    """``slo``'s counts at ``t`` with every live span answered and every ledger hour filled from
+    the world, and the spans read live."""
+    (group,) = group_slos([slo])
+    at = at_(t)
+    spans = live_spans([slo], at, ledger)
+    keys = group.members[slo.id]
+    values = {(tag, role, keys[role]): float(world(role, (t - s.offset - s.length, t - s.offset)))
+              for tag, s in spans.items() for role in group.roles}
+    book = GroupLedger()
+    need = ledger_hours([slo], at, ledger)
+    if need:
+        rows = group.ledger_keys([slo])
+        book.fill(need, {rk: [float(world(rk[0], (h - HOUR, h))) for h in need] for rk in rows}, rows)
+    return assemble(slo, group, at, Answer(values, {}), book, from_ledger=ledger), spans
+
+
+def expected(slo: SLO, t: int, seconds: int) -> EventCounts:
+    excluded = merged(slo.exclusions, at_(t - seconds), at_(t))
+    cut = [(int(lo.timestamp()), int(hi.timestamp())) for lo, hi in excluded]
+    total = world("total", (t - seconds, t)) - sum(world("total", c) for c in cut)
+    bad = world("bad", (t - seconds, t)) - sum(world("bad", c) for c in cut)
+    return EventCounts(good=float(total - bad), total=float(total))
+
+
+def hour(t: int) -> int:
+    return t - t % HOUR
+
+
+CASES = [
+    pytest.param((), id="no exclusion: the plain counts"),
+    pytest.param((one_off(at_(hour(AT) - 10 * DAY), at_(hour(AT) - 10 * DAY + 2 * HOUR)),),
+                 id="two whole hours 10 days back come from the ledger"),
+    pytest.param((one_off(at_(AT - 10 * DAY - 1234), at_(AT - 10 * DAY + 3 * HOUR + 17)),),
+                 id="an unaligned interval: whole hours from the ledger, its edges live"),
+    pytest.param((one_off(at_(AT - 20 * 60), at_(AT + HOUR)),),
+                 id="an exclusion running now covers the head and the short windows"),
+    pytest.param((one_off(at_(AT - 31 * DAY), at_(AT - 30 * DAY + 1800)),),
+                 id="an interval reaching into the SLO window's tail"),
+    pytest.param((one_off(at_(AT - 3 * HOUR - 59), at_(AT - 2 * HOUR + 61)),),
+                 id="an interval across the 2h window's start"),
+    pytest.param((one_off(at_(AT - 40 * DAY), at_(AT + DAY)),),
+                 id="every window excluded whole: no events at all"),
+    pytest.param((Exclusion(reason="weekly", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                            duration=timedelta(hours=2), timezone="Europe/Paris"),
+                  one_off(at_(AT - 5 * DAY), at_(AT - 5 * DAY + 600))),
+                 id="a weekly rule in Europe/Paris and a one-off together"),
+    pytest.param((Exclusion(reason="nightly", rrule="FREQ=DAILY;BYHOUR=23;BYMINUTE=45",
+                            duration=timedelta(minutes=30)),),
+                 id="a daily half hour across midnight: every occurrence has live edges"),
+]
+
+
+@pytest.mark.parametrize("ledger", [pytest.param(True, id="ledger"), pytest.param(False, id="every window live")])
+@pytest.mark.parametrize("exclusions", CASES)
+def test_each_window_counts_the_world_minus_its_excluded_events_exactly(
+    exclusions: tuple[Exclusion, ...], ledger: bool
+) -> None:
+    slo = slo_with(*exclusions)
+    m, _ = measured(slo, AT, ledger=ledger)
+    for p in window_plans(slo, at_(AT)):
+        assert m.counts[p.name] == expected(slo, AT, p.seconds), p.name
+
+
+def test_an_exclusion_on_whole_hours_adds_no_live_span_to_ledger_windows() -> None:
+    start = hour(AT) - 10 * DAY
+    slo = slo_with(one_off(at_(start), at_(start + 5 * HOUR)))
+    _, spans = measured(slo, AT)
+    assert spans == live_spans([slo_with()], at_(AT))
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "live"),
+    [
+        pytest.param(-10 * DAY - 1234, -10 * DAY + 3 * HOUR + 17, HOUR - (AT - 1234) % HOUR + (AT + 17) % HOUR,
+                     id="an unaligned interval reads its two partial hours live"),
+        pytest.param(-10 * DAY, -10 * DAY + 1800, 1800, id="an interval inside one hour is read live whole"),
+    ],
+)
+def test_the_live_part_of_an_interval_in_the_slo_window_is_its_partial_hours(lo: int, hi: int, live: int) -> None:
+    slo = slo_with(one_off(at_(AT + lo), at_(AT + hi)))
+    (p,) = [p for p in window_plans(slo, at_(AT)) if p.name == "slo"]
+    cut = excluded_cut(slo, p, AT)
+    assert sum(s.length for s in cut.spans) == live
+    assert sum(len(h) for h in cut.hours) * HOUR + live == hi - lo
+
+
+def test_a_past_interval_added_later_lowers_the_counts_by_its_events_at_the_same_instant() -> None:
+    """A budget adjustment: the ledger holds raw hours, the subtraction happens at read time."""
+    incident = (AT - 4 * DAY - 1800, AT - 4 * DAY + 2400)
+    before, _ = measured(slo_with(), AT)
+    after, _ = measured(slo_with(one_off(at_(incident[0]), at_(incident[1]))), AT)
+    gone = EventCounts(good=float(world("total", incident) - world("bad", incident)),
+                       total=float(world("total", incident)))
+    assert after.counts["slo"] == EventCounts(before.counts["slo"].good - gone.good,
+                                              before.counts["slo"].total - gone.total)
+    assert after.counts["3d"] == before.counts["3d"]  # the incident lies before the 3-day window
+
+
+# --- the status: excluded seconds and the active occurrence -------------------------------------
+
+WEEKLY = Exclusion(reason="weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                   duration=timedelta(hours=2), timezone="Europe/Paris")
+SUNDAY_0315_PARIS = datetime(2026, 11, 29, 2, 15, tzinfo=UTC)  # CET: 03:15 local, inside 02:00-04:00
+
+
+def test_the_status_carries_each_windows_excluded_seconds_and_the_active_occurrence() -> None:
+    slo = slo_with(WEEKLY)
+    status = evaluate(slo, Measurement(at=SUNDAY_0315_PARIS, counts={"slo": EventCounts(90.0, 100.0)}))
+    # Began 02:00 local (01:00 UTC): 75 minutes ago. Every window back to 30 days holds it; the
+    # SLO window also holds the four Sundays before (8 hours; 2026-10-25's is the CEST one).
+    assert status.excluded_seconds == {"5m": 300.0, "30m": 1800.0, "1h": 3600.0, "2h": 4500.0, "6h": 4500.0,
+                                       "1d": 4500.0, "3d": 4500.0, "30d": 4500.0 + 4 * 7200.0}
+    assert status.exclusion is not None
+    assert (status.exclusion.exclusion.reason, status.exclusion.start, status.exclusion.end) == (
+        "weekly maintenance", datetime(2026, 11, 29, 1, tzinfo=UTC), datetime(2026, 11, 29, 3, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("at", "active"),
+    [
+        pytest.param(datetime(2026, 11, 29, 1, tzinfo=UTC), True, id="its start is excluded"),
+        pytest.param(datetime(2026, 11, 29, 3, tzinfo=UTC), False, id="its end is not"),
+        pytest.param(datetime(2026, 11, 28, 2, 15, tzinfo=UTC), False, id="a Saturday is not"),
+    ],
+)
+def test_an_exclusion_is_active_on_its_half_open_interval(at: datetime, active: bool) -> None:
+    assert (occurrence([WEEKLY], at) is not None) is active
+
+
+def test_an_slo_without_exclusions_has_no_excluded_seconds_and_a_failed_one_keeps_them() -> None:
+    at = SUNDAY_0315_PARIS
+    assert evaluate(slo_with(), Measurement(at=at, counts={})).excluded_seconds == {}
+    down = failed(slo_with(WEEKLY), at, "error", "query rejected")
+    assert down.excluded_seconds["1h"] == 3600.0 and down.exclusion is not None
+
+
+# --- a recurring exclusion across the DST changes ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "utc_starts"),
+    [
+        pytest.param(datetime(2026, 3, 21, tzinfo=UTC), datetime(2026, 4, 6, tzinfo=UTC), [
+            datetime(2026, 3, 22, 1, tzinfo=UTC),  # 02:00 CET
+            datetime(2026, 3, 29, 1, tzinfo=UTC),  # 02:00 does not exist that night: read as CET, 03:00 CEST
+            datetime(2026, 4, 5, 0, tzinfo=UTC),  # 02:00 CEST
+        ], id="spring forward, 2026-03-29: 02:00 local moves from 01:00 to 00:00 UTC"),
+        pytest.param(datetime(2026, 10, 17, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC), [
+            datetime(2026, 10, 18, 0, tzinfo=UTC),  # 02:00 CEST
+            datetime(2026, 10, 25, 0, tzinfo=UTC),  # 02:00 happens twice: the first (CEST)
+            datetime(2026, 11, 1, 1, tzinfo=UTC),  # 02:00 CET
+        ], id="fall back, 2026-10-25: 02:00 local moves from 00:00 to 01:00 UTC"),
+    ],
+)
+def test_a_weekly_paris_exclusion_lands_on_local_time_across_dst(
+    start: datetime, end: datetime, utc_starts: list[datetime]
+) -> None:
+    got = intervals(WEEKLY, start, end)
+    assert got == [(s, s + timedelta(hours=2)) for s in utc_starts]
