@@ -75,6 +75,14 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _SELECTOR_EXAMPLE = 'http_requests_total{service="auth",code=~"5.."}'
 _RAW_EXAMPLE = 'sum(increase(http_requests_total{code=~"5.."}[' + WINDOW_PLACEHOLDER + "]))"
+# A raw query is counted over whole windows ending now ({{.window}} is its only range), so the
+# events of an excluded span cannot be taken out of it.
+_RAW_EXCLUDED = (
+    "exclusions need a ratio of series selectors: a raw query (total_query with " + WINDOW_PLACEHOLDER
+    + ") is counted over whole windows only, so excluded spans cannot be subtracted from it; write "
+    'the ratio as total/errors (or good) selectors, e.g. total: http_requests_total{service="auth"}, '
+    "or move this SLO out of the file's exclusions"
+)
 # What a missing key looks like when written, for "missing" problems.
 _EXAMPLES = {
     "apiVersion": f"apiVersion: {API_VERSION}",
@@ -502,6 +510,27 @@ class SLOSpec(_Spec):
     alerting: AlertingSpec = AlertingSpec()
     exclusions: list[ExclusionSpec] = Field(default_factory=list)
 
+    # A composite has no query of its own: its components count (and exclude) its events, and
+    # the regression check compares queried metrics (fields are validated in order: sli first).
+    @field_validator("exclusions")
+    @classmethod
+    def _no_composite_exclusions(cls, value: list[ExclusionSpec], info: ValidationInfo) -> list[ExclusionSpec]:
+        sli = info.data.get("sli")
+        if value and sli is not None and sli.composite is not None:
+            raise ValueError("a composite SLO takes its events from its components, which apply their own "
+                             "exclusions: put the exclusion on the components (a file's exclusions apply only "
+                             "to its non-composite SLOs)")
+        return value
+
+    @field_validator("alerting")
+    @classmethod
+    def _no_composite_regression(cls, value: AlertingSpec, info: ValidationInfo) -> AlertingSpec:
+        sli = info.data.get("sli")
+        if value.regression is not None and sli is not None and sli.composite is not None:
+            raise ValueError("alerting.regression compares an SLO's queried metrics, and a composite has no "
+                             "query of its own: set regression on its components")
+        return value
+
 
 class FileSpec(_Spec):
     api_version: Literal["slowatch/v1"] = Field(alias="apiVersion")
@@ -560,7 +589,9 @@ def _to_slo(file: FileSpec, spec: SLOSpec, source: str) -> SLO:
                 baseline=a.regression.baseline, threshold=a.regression.threshold, window=a.regression.window),
         ),
         source=source,
-        exclusions=tuple(_exclusion(e) for e in [*file.exclusions, *spec.exclusions]),
+        # A composite's events come from its components, each applying its own and its file's.
+        exclusions=() if spec.sli.composite is not None else tuple(
+            _exclusion(e) for e in [*file.exclusions, *spec.exclusions]),
     )
 
 
@@ -760,6 +791,13 @@ def _validate(
     except ValidationError as exc:
         problems.extend(relocate(p) for p in _problems(file, exc))
         return _declared_ids(data, relocate)
+    for i, entry in enumerate(spec.slos):
+        if entry.sli.ratio is not None and entry.sli.ratio.total_query is not None and (spec.exclusions
+                                                                                       or entry.exclusions):
+            if entry.exclusions:
+                problem(_RAW_EXCLUDED, f"slos[{i}].exclusions")
+            else:
+                problem(f"applies to slos[{i}] ({entry.name}): {_RAW_EXCLUDED}", "exclusions")
     return [
         (slo.id, finish(i, slo), relocate(SpecProblem(file, f"slos[{i}].name", "")).path)
         for i, slo in enumerate(_to_slo(spec, entry, file) for entry in spec.slos)
@@ -846,6 +884,22 @@ def _composite_problems(slos: Sequence[SLO], where: dict[str, tuple[str, str]]) 
                 hint = f"did you mean {close[0]}?" if close else "name an SLO defined in the spec, as service/slo"
                 p = at(slo, j)
                 problems.append(SpecProblem(p.file, p.path, f"no SLO {c.slo}: {hint}"))
+                continue
+            part = by_id.get(c.slo)
+            if part is None:
+                continue
+            if part.window != slo.window:
+                # The composite's SLI over a window is its components' over that same window.
+                p = at(slo, j)
+                problems.append(SpecProblem(p.file, p.path, (
+                    f"{c.slo} has a {part.window.name} window and this composite a {slo.window.name} one: "
+                    "a composite is measured over its components' windows, give them the same window")))
+            if slo.sli.weighting == EVENTS and _counts(part, by_id) != _counts(slo.sli.components[0].slo, by_id):
+                p = at(slo, j)
+                problems.append(SpecProblem(p.file, p.path, (
+                    f"weighting: events sums the components' counts, and {c.slo} counts "
+                    f"{_counts(part, by_id)} where {slo.sli.components[0].slo} counts "
+                    f"{_counts(slo.sli.components[0].slo, by_id)}: use weighting: weights (the mean of their SLIs)")))
         cycle = _cycle_from(slo.id, by_id)
         if cycle:
             j = next(j for j, c in enumerate(slo.sli.components) if c.slo == cycle[1])
@@ -853,6 +907,21 @@ def _composite_problems(slos: Sequence[SLO], where: dict[str, tuple[str, str]]) 
             problems.append(SpecProblem(p.file, p.path, f"composites form a cycle: {' -> '.join(cycle)}; "
                                                         "a composite cannot contain itself"))
     return problems
+
+
+def _counts(slo: SLO | str, by_id: dict[str, SLO], seen: frozenset[str] = frozenset()) -> str:
+    """What an SLO's counts are, for ``weighting: events``: events, time slices, or weights (a
+    composite weighted by weights); a composite weighted by events counts what its first part does."""
+    found = by_id.get(slo) if isinstance(slo, str) else slo
+    if found is None or found.id in seen:
+        return "events"  # a missing component or a cycle: reported on its own
+    if isinstance(found.sli, ThroughputSLI):
+        return "time slices"
+    if not isinstance(found.sli, CompositeSLI):
+        return "events"
+    if found.sli.weighting != EVENTS:
+        return "weights (a composite weighted by weights)"
+    return _counts(found.sli.components[0].slo, by_id, seen | {found.id})
 
 
 def _cycle_from(start: str, by_id: dict[str, SLO]) -> list[str] | None:

@@ -10,8 +10,11 @@ intervals, exactly (integers below 2**53).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from slowatch.core.budget import EventCounts, Measurement, evaluate, failed, occurrence
 from slowatch.core.exclusions import intervals, merged
@@ -27,6 +30,8 @@ from slowatch.core.plan import (
     live_spans,
     window_plans,
 )
+from slowatch.errors import SpecError
+from slowatch.spec import load_specs
 
 DAY = 86400
 # A sample-unaligned instant in the middle of a day (2026-11-29 14:37:13 UTC).
@@ -226,3 +231,49 @@ def test_a_weekly_paris_exclusion_lands_on_local_time_across_dst(
 ) -> None:
     got = intervals(WEEKLY, start, end)
     assert got == [(s, s + timedelta(hours=2)) for s in utc_starts]
+
+
+# --- the spec: a raw-query ratio cannot be split by span ---------------------------------------
+
+RAW_SLI = {"ratio": {"total_query": "sum(increase(http_requests_total[{{.window}}]))",
+                     "errors_query": 'sum(increase(http_requests_total{code="500"}[{{.window}}]))'}}
+SELECTOR_SLI = {"ratio": {"total": 'http_requests_total{service="auth"}',
+                          "errors": 'http_requests_total{service="auth",code="500"}'}}
+MIGRATION = {"start": "2026-11-20T02:00:00Z", "end": "2026-11-20T04:00:00Z", "reason": "planned database migration"}
+
+
+def spec_file(tmp_path: Path, sli: dict[str, Any], *, own: bool, top: bool) -> Path:
+    entry: dict[str, Any] = {"name": "avail", "objective": 99.9, "window": "30d", "sli": sli}
+    doc: dict[str, Any] = {"apiVersion": "slowatch/v1", "service": "auth", "slos": [entry]}
+    if own:
+        entry["exclusions"] = [MIGRATION]
+    if top:
+        doc["exclusions"] = [{**MIGRATION, "reason": "file-wide freeze"}]
+    path = tmp_path / "auth.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("own", "top", "where"),
+    [
+        pytest.param(True, False, "slos[0].exclusions", id="its own exclusions name the SLO's field"),
+        pytest.param(False, True, "exclusions", id="the file's exclusions name the file's field and the SLO"),
+    ],
+)
+def test_exclusions_on_a_raw_query_ratio_are_refused_at_load_time(
+    tmp_path: Path, own: bool, top: bool, where: str
+) -> None:
+    path = spec_file(tmp_path, RAW_SLI, own=own, top=top)
+    with pytest.raises(SpecError) as caught:
+        load_specs([path])
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.path) == (str(path), where)
+    assert "total/errors (or good) selectors" in problem.message
+    assert ("slos[0] (avail)" in problem.message) is top
+
+
+def test_a_selector_ratio_takes_the_files_exclusions_then_its_own(tmp_path: Path) -> None:
+    (slo,) = load_specs([spec_file(tmp_path, SELECTOR_SLI, own=True, top=True)])
+    assert [e.reason for e in slo.exclusions] == ["file-wide freeze", "planned database migration"]
+    assert slo.exclusions[0].start == datetime(2026, 11, 20, 2, tzinfo=UTC)
