@@ -10,18 +10,23 @@ every engine, without any range-boundary or extrapolation semantics, at one read
 
 Throughput SLIs and raw-PromQL ratios have no samples of their own to read: they are range
 queries of the measuring module's count of ``(t - tile, t]`` at every tile end.
+
+Exclusions: for the few tiles an exclusion boundary cuts (``core.backtest.cut_tiles``) the reader
+also keeps each sample's events and time, so the replay takes out exactly the events of the
+samples inside the interval, as the measuring module counts them. A range-query tile is whole.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 
 from slowatch.adapters.prometheus import PrometheusSource
-from slowatch.core.backtest import Tiles
+from slowatch.core.backtest import Tiles, cut_tiles
+from slowatch.core.composite import is_composite
 from slowatch.core.measure import LOOKBACK_MS, CounterRole, event_queries, le_spellings, shape_of
 from slowatch.core.model import SLO, LatencySLI
 from slowatch.errors import QueryError
@@ -40,12 +45,18 @@ RAW_PIECE = timedelta(days=7)
 GROUP = 500
 
 
+Cut = dict[int, list[tuple[float, float]]]
+"""(time, events) of each sample of the tiles an exclusion boundary cuts, by tile index."""
+
+
 def read_all(source: PrometheusSource, slos: Sequence[SLO], starts: Mapping[str, datetime], end: datetime,
-             tile: timedelta, executor: Executor) -> dict[str, Tiles]:
+             tile: timedelta, executor: Executor, boundaries: Collection[float] = ()) -> dict[str, Tiles]:
     """Good and total events of each SLO per tile in ``(starts[id], end]`` (whole tiles). A tile
-    with no sample had no events."""
+    with no sample had no events. Composites have none of their own (their components do).
+    ``boundaries``: where exclusions begin and end (unix seconds), for ``Tiles.cut_good/cut_total``."""
     t1, step = int(end.timestamp()), int(tile.total_seconds())
-    roles: dict[str, dict[str, list[float]]] = {s.id: {} for s in slos}
+    slos = [s for s in slos if not is_composite(s)]
+    roles: dict[str, dict[str, tuple[list[float], Cut]]] = {s.id: {} for s in slos}
     batched: dict[tuple[str, str], list[SLO]] = {}
     ranged = []
     for slo in slos:
@@ -58,7 +69,8 @@ def read_all(source: PrometheusSource, slos: Sequence[SLO], starts: Mapping[str,
     futures = []
     for (_, role), members in batched.items():
         for i in range(0, len(members), GROUP):
-            futures.append(executor.submit(_counted_group, source, members[i:i + GROUP], role, starts, t1, step))
+            futures.append(executor.submit(_counted_group, source, members[i:i + GROUP], role, starts, t1, step,
+                                           boundaries))
     for slo, role in ranged:
         futures.append(executor.submit(_ranged_one, source, slo, role, int(starts[slo.id].timestamp()), t1, tile))
     for f in futures:
@@ -67,18 +79,24 @@ def read_all(source: PrometheusSource, slos: Sequence[SLO], starts: Mapping[str,
     out = {}
     for slo in slos:
         per_role = roles[slo.id]
-        total = per_role["total"]
+        total, cut_total = per_role["total"]
         if "good" in per_role:
-            good = per_role["good"]
+            good, cut_good = per_role["good"]
         else:
+            bad, cut_bad = per_role["bad"]
             good = [t - b if math.isfinite(t) and math.isfinite(b) else math.nan
-                    for t, b in zip(total, per_role["bad"], strict=True)]
-        out[slo.id] = Tiles(start=int(starts[slo.id].timestamp()), tile=step, good=good, total=total)
+                    for t, b in zip(total, bad, strict=True)]
+            # Good events of a cut tile's samples: its total's, less its errors' (as negative events).
+            cut_good = {i: [*cut_total.get(i, []), *((t, -v) for t, v in cut_bad.get(i, []))]
+                        for i in cut_total.keys() | cut_bad.keys()}
+        out[slo.id] = Tiles(start=int(starts[slo.id].timestamp()), tile=step, good=good, total=total,
+                            cut_good=cut_good, cut_total=cut_total)
     return out
 
 
 def _counted_group(source: PrometheusSource, members: Sequence[SLO], role: str, starts: Mapping[str, datetime],
-                   t1: int, step: int) -> dict[str, dict[str, list[float]]]:
+                   t1: int, step: int, boundaries: Collection[float] = ()
+                   ) -> dict[str, dict[str, tuple[list[float], Cut]]]:
     """One role of SLOs sharing a shape, from one raw read of all their series: events per tile
     per SLO (summed over its series; latency buckets over the spellings of its own bound)."""
     shapes = {s.id: shape_of(s) for s in members}
@@ -91,6 +109,8 @@ def _counted_group(source: PrometheusSource, members: Sequence[SLO], role: str, 
     n = (t1 - t0) // step
     # Events per tile of each series group the SLOs read: (key, le) -> counts.
     counts: dict[tuple[tuple[str, ...], str], array[float]] = {}
+    cuts = cut_tiles(boundaries, t0, step)
+    samples: dict[tuple[tuple[str, ...], str], Cut] = {}
     last: dict[tuple[tuple[str, str], ...], float] = {}  # each series' previous sample value
     piece = int(RAW_PIECE.total_seconds())
     # The base sample of the first tile may lie up to a lookback before it (as an instant selector finds it).
@@ -108,27 +128,35 @@ def _counted_group(source: PrometheusSource, members: Sequence[SLO], role: str, 
             for t, v in points:
                 if before is not None and t > t0:
                     # A drop is a reset: the counter counted v since it restarted from zero.
-                    row[math.ceil((t - t0) / step) - 1] += v - before if v >= before else v
+                    i = math.ceil((t - t0) / step) - 1
+                    events = v - before if v >= before else v
+                    row[i] += events
+                    if i in cuts:
+                        samples.setdefault(group, {}).setdefault(i, []).append((t, events))
                 before = v
             if before is not None:
                 last[series] = before
         lo = hi
-    out: dict[str, dict[str, list[float]]] = {}
+    out: dict[str, dict[str, tuple[list[float], Cut]]] = {}
     for slo in members:
         key = shapes[slo.id].keys[role]
         spellings = set(le_spellings(thresholds[slo.id])) if measure.le and slo.id in thresholds else None
-        rows = [r for (k, le), r in counts.items() if k == key and (spellings is None or le in spellings)]
+        groups = [g for g in counts if g[0] == key and (spellings is None or g[1] in spellings)]
         skip = (int(starts[slo.id].timestamp()) - t0) // step
         total = [0.0] * (n - skip)
-        for r in rows:
-            total = [a + b for a, b in zip(total, r[skip:], strict=True)]
-        out[slo.id] = {role: total}
+        cut: Cut = {}
+        for g in groups:
+            total = [a + b for a, b in zip(total, counts[g][skip:], strict=True)]
+            for i, points in samples.get(g, {}).items():
+                if i >= skip:
+                    cut.setdefault(i - skip, []).extend(points)
+        out[slo.id] = {role: (total, cut)}
     return out
 
 
 def _ranged_one(source: PrometheusSource, slo: SLO, role: str, t0: int, t1: int, tile: timedelta
-                ) -> dict[str, dict[str, list[float]]]:
-    return {slo.id: {role: _ranged(source, slo, role, t0, t1, tile)}}
+                ) -> dict[str, dict[str, tuple[list[float], Cut]]]:
+    return {slo.id: {role: (_ranged(source, slo, role, t0, t1, tile), {})}}
 
 
 def _ranged(source: PrometheusSource, slo: SLO, role: str, t0: int, t1: int, tile: timedelta) -> list[float]:

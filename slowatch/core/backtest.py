@@ -10,23 +10,35 @@ would cost minutes, so each step first computes, with the same arithmetic as ``b
 only what decides the alerts (the state kind, the thresholds crossed, the burn-rate rows
 burning): the daemon's code runs where that changes for an SLO, and nowhere else can an alert
 start or end (``alerting.step`` leaves the alerts of an SLO without a status untouched).
+
+Exclusions (``SLO.exclusions``): the events of each excluded interval are taken out of the tiles
+before the running sums, so every window of every step leaves them out. On the event side an
+interval ``[lo, hi)`` is the span ``(lo, hi]`` of core/measure.py (the events of the samples after
+``lo`` up to ``hi``): a tile wholly inside loses all its events, a tile a boundary cuts loses the
+events of its samples inside (the reader hands those samples over, ``Tiles.cut_good``/``cut_total``).
+
+Composites (``sli.composite``) have no tiles: each window's counts are ``core.composite.combine`` of
+their components' counts over that same window, so their alerts come from the daemon's maths too.
+The composite's own exclusions are taken out of its components' events as they enter it.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, pairwise
 from operator import ne, sub
-from typing import Any
+from typing import Any, Protocol
 
 from slowatch.core import alerting, budget
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
+from slowatch.core.composite import combine, is_composite
 from slowatch.core.conventions import BUDGET_BURN, BUDGET_CONSUMED
-from slowatch.core.model import SLO, RollingWindow, alert_rows, nominal_length, window_span
+from slowatch.core.exclusions import excluded_seconds, merged
+from slowatch.core.model import SLO, CompositeSLI, RollingWindow, alert_rows, nominal_length, window_span
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
 # An alert that resolves and fires again within this long is a flap (issue: "flaps").
@@ -49,6 +61,11 @@ class Tiles:
     tile: int
     good: Sequence[float]
     total: Sequence[float]
+    cut_good: Mapping[int, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    """For the tiles an exclusion boundary cuts (``cut_tiles``): (time, events) of each sample in
+    the tile, so the replay can split it exactly. A cut tile without them (a range query's tiles)
+    is excluded whole when its end lies inside the interval."""
+    cut_total: Mapping[int, Sequence[tuple[float, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,11 @@ class SLOReport:
     flaps: int
     budget_consumed_end: float | None
     incidents: tuple[IncidentReport, ...] = ()
+    excluded_seconds: float = 0.0
+    """Time the SLO's exclusions cover in the replay's ``(start, end]``."""
+    excluded_events: float | None = 0.0
+    """Events those exclusions took out of the replay's ``(start, end]`` (None for a composite:
+    its counts are its components')."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,66 @@ def lookback(slo: SLO, start: datetime) -> datetime:
     return min(start - longest, window_span(slo.window, start).start)
 
 
+def reach(slos: Sequence[SLO], every: Mapping[str, SLO], start: datetime) -> dict[str, datetime]:
+    """How far before ``start`` each SLO's events are needed: its own ``lookback``, or a composite's
+    that contains it (through any depth) when that reaches further. ``slos`` are the replayed
+    ones; the components come from ``every`` (see ``core.composite.closure``)."""
+    out: dict[str, datetime] = {}
+    stack = [(s, lookback(s, start)) for s in slos]
+    while stack:
+        slo, first = stack.pop()
+        if slo.id in out and out[slo.id] <= first:
+            continue
+        out[slo.id] = first
+        if isinstance(slo.sli, CompositeSLI):
+            stack.extend((every[c.slo], first) for c in slo.sli.components if c.slo in every)
+    return out
+
+
+Span = tuple[float, float]
+"""An excluded interval on the event side, ``(lo, hi]`` in unix seconds."""
+
+
+def excluded_spans(slo: SLO, start: datetime, end: datetime) -> list[Span]:
+    """``slo``'s excluded intervals inside ``[start, end)`` (``core.exclusions.merged``), in unix seconds."""
+    return [(lo.timestamp(), hi.timestamp()) for lo, hi in merged(slo.exclusions, start, end)]
+
+
+def cut_tiles(boundaries: Iterable[float], start: int, tile: int) -> set[int]:
+    """Indexes of the tiles (from ``start``) that a boundary falls strictly inside: the tiles whose
+    samples a reader keeps for ``Tiles.cut_good``/``cut_total``."""
+    return {math.floor((b - start) / tile) for b in boundaries if (b - start) % tile}
+
+
+def _union(*spans: Sequence[Span]) -> tuple[Span, ...]:
+    out: list[Span] = []
+    for lo, hi in sorted(x for s in spans for x in s):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def excluded_events(events: Sequence[float], cut: Mapping[int, Sequence[tuple[float, float]]], start: int,
+                    tile: int, spans: Sequence[Span]) -> list[float]:
+    """Events of each tile inside ``spans``: all of a tile wholly inside one, the samples inside of
+    a tile a boundary cuts (``cut``), else all of a cut tile whose end is inside."""
+    out = [0.0] * len(events)
+    for lo, hi in spans:
+        # Tile i is (start + i*tile, start + (i+1)*tile]: from the first ending after lo to the last
+        # beginning before hi.
+        for i in range(max(0, math.floor((lo - start) / tile)), min(len(events), math.ceil((hi - start) / tile))):
+            a, b = start + i * tile, start + (i + 1) * tile
+            if lo <= a and b <= hi:
+                out[i] += events[i]
+            elif i in cut:
+                out[i] += sum(v for t, v in cut[i] if lo < t <= hi)
+            elif lo < b <= hi:
+                out[i] += events[i]
+    return out
+
+
 def check_step(step: timedelta) -> int:
     """A step in whole seconds that divides every burn-rate window, so windows are whole tiles."""
     seconds = step.total_seconds()
@@ -124,14 +206,21 @@ def check_step(step: timedelta) -> int:
 
 
 class _Running:
-    """Running sums of one SLO's tiles: any window's counts by two subtractions."""
+    """Running sums of one SLO's tiles, without the events of ``spans``: any window's counts by two
+    subtractions."""
 
-    def __init__(self, tiles: Tiles) -> None:
+    def __init__(self, tiles: Tiles, spans: Sequence[Span] = ()) -> None:
         self.start, self.tile = tiles.start, tiles.tile
-        usable = [math.isfinite(g) and math.isfinite(t) for g, t in zip(tiles.good, tiles.total, strict=True)]
-        self.good = array("d", accumulate((g if ok else 0.0 for g, ok in zip(tiles.good, usable, strict=True)),
+        good, total = tiles.good, tiles.total
+        if spans:
+            out_good = excluded_events(good, tiles.cut_good, self.start, self.tile, spans)
+            out_total = excluded_events(total, tiles.cut_total, self.start, self.tile, spans)
+            good = list(map(sub, good, out_good))
+            total = list(map(sub, total, out_total))
+        usable = [math.isfinite(g) and math.isfinite(t) for g, t in zip(good, total, strict=True)]
+        self.good = array("d", accumulate((g if ok else 0.0 for g, ok in zip(good, usable, strict=True)),
                                           initial=0.0))
-        self.total = array("d", accumulate((t if ok else 0.0 for t, ok in zip(tiles.total, usable, strict=True)),
+        self.total = array("d", accumulate((t if ok else 0.0 for t, ok in zip(total, usable, strict=True)),
                                            initial=0.0))
         self.bad_tiles = array("q", accumulate((not ok for ok in usable), initial=0))
 
@@ -153,30 +242,35 @@ def _window_seconds(slo: SLO, at: datetime) -> int:
     return math.floor(window_span(slo.window, at).elapsed.total_seconds())
 
 
-def measurement(slo: SLO, sums: _Running, t: int) -> Measurement:
-    at = datetime.fromtimestamp(t, UTC)
-    counts = {w: sums.counts(t - int(parse_duration(w).total_seconds()), t) for w in BURN_RATE_WINDOWS}
-    elapsed = _window_seconds(slo, at)
-    if elapsed > 0:
-        counts[SLO_WINDOW] = sums.counts(t - elapsed, t)
-    return Measurement(at=at, counts=counts)
+Lows = Sequence[int] | int
+"""Where a window begins at each step: one length in seconds (a rolling window) or one instant per step."""
+Series = tuple[list[float], list[float], list[bool]]
+"""Good and total events in one window at each step, and whether that window is unusable there."""
 
 
-class _Signatures:
-    """What decides one SLO's alerts at each step, computed as ``budget.evaluate`` computes it
-    (the same subtractions and divisions, so the same floats), a whole window series at a time."""
+def _unusable(good: list[float], total: list[float], bad: list[bool]) -> list[bool]:
+    return [b or t < 0 or x < 0 or x > t for x, t, b in zip(good, total, bad, strict=True)]
 
-    def __init__(self, slo: SLO, sums: _Running) -> None:
-        self.slo, self.sums, self.budget = slo, sums, slo.budget
-        length = nominal_length(slo.window)
-        self.rows = [(int(parse_duration(r.long_window).total_seconds()),
-                      int(parse_duration(r.short_window).total_seconds()), r.factor(length))
-                     for r in alert_rows(slo)] if slo.alerting.burn_rate else []
-        self.thresholds = [th / 100.0 for th in slo.alerting.budget_consumed]
 
-    def _window(self, steps: range, lows: Sequence[int] | int) -> tuple[list[float], list[float], list[bool]]:
-        """Good and total events in (low, t] per step, and whether that window is unusable;
-        ``lows`` as one length in seconds (a rolling window: a slice of the running sums) or per step."""
+class _Counts(Protocol):
+    """An SLO's counts in any window: a leaf's running sums, or a composite's combined components'."""
+
+    def windows(self, steps: range, lows: Mapping[str, Lows]) -> dict[str, Series]: ...
+
+    def at(self, t: int, lows: Mapping[str, int]) -> dict[str, EventCounts]: ...
+
+
+class _Leaf:
+    def __init__(self, sums: _Running) -> None:
+        self.sums = sums
+
+    def windows(self, steps: range, lows: Mapping[str, Lows]) -> dict[str, Series]:
+        return {name: self._window(steps, low) for name, low in lows.items()}
+
+    def at(self, t: int, lows: Mapping[str, int]) -> dict[str, EventCounts]:
+        return {name: self.sums.counts(low, t) for name, low in lows.items()}
+
+    def _window(self, steps: range, lows: Lows) -> Series:
         s = self.sums
         hi = range(s.index(steps[0]), s.index(steps[-1]) + 1, steps.step // s.tile)
         if isinstance(lows, int):
@@ -190,36 +284,89 @@ class _Signatures:
             def cut(a: array[Any], r: range) -> array[Any]:
                 return a[r.start:r.stop:r.step]
 
-            return (list(map(sub, cut(g, hi), cut(g, lo))), list(map(sub, cut(tot, hi), cut(tot, lo))),
-                    list(map(ne, cut(u, hi), cut(u, lo))))
-        good = [g[j] - g[i] for i, j in zip(lo, hi, strict=True)]
-        total = [tot[j] - tot[i] for i, j in zip(lo, hi, strict=True)]
-        bad = [u[j] != u[i] for i, j in zip(lo, hi, strict=True)]
-        return good, total, bad
+            good, total = list(map(sub, cut(g, hi), cut(g, lo))), list(map(sub, cut(tot, hi), cut(tot, lo)))
+            bad = list(map(ne, cut(u, hi), cut(u, lo)))
+        else:
+            good = [g[j] - g[i] for i, j in zip(lo, hi, strict=True)]
+            total = [tot[j] - tot[i] for i, j in zip(lo, hi, strict=True)]
+            bad = [u[j] != u[i] for i, j in zip(lo, hi, strict=True)]
+        return good, total, _unusable(good, total, bad)
 
-    def _unusable(self, good: list[float], total: list[float], bad: list[bool]) -> list[bool]:
-        return [b or t < 0 or x < 0 or x > t for x, t, b in zip(good, total, bad, strict=True)]
+
+class _Combined:
+    """A composite: each window's counts are ``combine`` of its components' in that window, and
+    unusable where one of theirs is."""
+
+    def __init__(self, slo: SLO, parts: Mapping[str, _Counts]) -> None:
+        self.slo, self.parts = slo, parts
+
+    def windows(self, steps: range, lows: Mapping[str, Lows]) -> dict[str, Series]:
+        per = {cid: part.windows(steps, lows) for cid, part in self.parts.items()}
+        out: dict[str, Series] = {name: ([], [], []) for name in lows}
+        for k, t in enumerate(steps):
+            at = datetime.fromtimestamp(t, UTC)
+            counts = combine(self.slo, {cid: Measurement(at=at, counts={
+                name: EventCounts(good=w[name][0][k], total=w[name][1][k]) for name in lows}) for cid, w in per.items()}
+            ).counts
+            for name, (good, total, bad) in out.items():
+                c = counts[name]
+                good.append(c.good)
+                total.append(c.total)
+                bad.append(any(w[name][2][k] for w in per.values()))
+        return {name: (good, total, _unusable(good, total, bad)) for name, (good, total, bad) in out.items()}
+
+    def at(self, t: int, lows: Mapping[str, int]) -> dict[str, EventCounts]:
+        at = datetime.fromtimestamp(t, UTC)
+        return dict(combine(self.slo, {cid: Measurement(at=at, counts=part.at(t, lows))
+                                       for cid, part in self.parts.items()}).counts)
+
+
+def _lows_at(slo: SLO, t: int) -> dict[str, int]:
+    lows = {w: t - int(parse_duration(w).total_seconds()) for w in BURN_RATE_WINDOWS}
+    elapsed = _window_seconds(slo, datetime.fromtimestamp(t, UTC))
+    if elapsed > 0:
+        lows[SLO_WINDOW] = t - elapsed
+    return lows
+
+
+def measurement(slo: SLO, counts: _Counts, t: int) -> Measurement:
+    return Measurement(at=datetime.fromtimestamp(t, UTC), counts=counts.at(t, _lows_at(slo, t)))
+
+
+class _Signatures:
+    """What decides one SLO's alerts at each step, computed as ``budget.evaluate`` computes it
+    (the same subtractions and divisions, so the same floats), a whole window series at a time."""
+
+    def __init__(self, slo: SLO, counts: _Counts) -> None:
+        self.slo, self.counts, self.budget = slo, counts, slo.budget
+        length = nominal_length(slo.window)
+        self.rows = [(int(parse_duration(r.long_window).total_seconds()),
+                      int(parse_duration(r.short_window).total_seconds()), r.factor(length))
+                     for r in alert_rows(slo)] if slo.alerting.burn_rate else []
+        self.thresholds = [th / 100.0 for th in slo.alerting.budget_consumed]
 
     def _rates(self, good: list[float], total: list[float]) -> list[float | None]:
         budget_ = self.budget
         return [((t - x) / t) / budget_ if t > 0 else None for x, t in zip(good, total, strict=True)]
 
     def over(self, steps: range) -> list[tuple[object, ...]]:
-        lows: Sequence[int] | int
+        whole: Lows
         if isinstance(self.slo.window, RollingWindow):
-            lows = int(self.slo.window.duration.total_seconds())
+            whole = int(self.slo.window.duration.total_seconds())
             empty = [False] * len(steps)
         else:
-            lows = [t - _window_seconds(self.slo, datetime.fromtimestamp(t, UTC)) for t in steps]
-            empty = [low >= t for low, t in zip(lows, steps, strict=True)]
-        whole_good, whole_total, whole_bad = self._window(steps, lows)
-        error = self._unusable(whole_good, whole_total, whole_bad)
+            whole = [t - _window_seconds(self.slo, datetime.fromtimestamp(t, UTC)) for t in steps]
+            empty = [low >= t for low, t in zip(whole, steps, strict=True)]
+        lows: dict[str, Lows] = {SLO_WINDOW: whole}
+        lows.update({f"{seconds}s": seconds for row in self.rows for seconds in row[:2]})
+        series = self.counts.windows(steps, lows)
+        whole_good, whole_total, error = series[SLO_WINDOW]
         burning = [0] * len(steps)
         for bit, (long_s, short_s, factor) in enumerate(self.rows):
             rates = []
             for seconds in (long_s, short_s):
-                good, total, bad = self._window(steps, seconds)
-                error = [e or x for e, x in zip(error, self._unusable(good, total, bad), strict=True)]
+                good, total, unusable = series[f"{seconds}s"]
+                error = [e or x for e, x in zip(error, unusable, strict=True)]
                 rates.append(self._rates(good, total))
             flag = 1 << bit
             burning = [b | flag if lr is not None and lr >= factor and sr is not None and sr >= factor else b
@@ -239,22 +386,43 @@ class _Signatures:
 
 
 def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end: datetime, step: timedelta,
-           incidents: Sequence[Incident] = (), *, every_step: bool = False) -> Report:
+           incidents: Sequence[Incident] = (), *, every_step: bool = False,
+           components: Sequence[SLO] = ()) -> Report:
     """The alerts ``slos`` would have had, evaluated every ``step`` in ``(start, end]``.
 
+    ``tiles``: per SLO that is no composite, its events (``slos`` and ``components``, the SLOs
+    their composites contain that are measured but not reported: ``core.composite.closure``).
     ``every_step``: run the daemon's code at every step, not only where the signature changes
     (slow; the tests use it to show both give the same alerts)."""
     step_s = check_step(step)
     t0, t1 = int(start.timestamp()), int(end.timestamp())
     if t1 <= t0:
         raise BacktestError(f"--to ({end}) must be after --from ({start})")
-    sums = {s.id: _Running(tiles[s.id]) for s in slos}
+    every = {s.id: s for s in (*components, *slos)}
+    missing = sorted(s for s in every if not is_composite(every[s]) and s not in tiles)
+    if missing:
+        raise BacktestError(f"no events were read for {', '.join(missing)}")
+    # Exclusions as far back as any tile reaches (a window at the first step still holds them).
+    since = datetime.fromtimestamp(min((t.start for t in tiles.values()), default=t0), UTC)
+    own = {sid: tuple(excluded_spans(s, since, end)) for sid, s in every.items()}
+    cache: dict[tuple[str, tuple[Span, ...]], _Counts] = {}
+
+    def counts_of(slo: SLO, outer: tuple[Span, ...] = ()) -> _Counts:
+        spans = _union(own[slo.id], outer)
+        key = (slo.id, spans)
+        if key not in cache:
+            if isinstance(slo.sli, CompositeSLI):
+                cache[key] = _Combined(slo, {c.slo: counts_of(every[c.slo], spans) for c in slo.sli.components})
+            else:
+                cache[key] = _Leaf(_Running(tiles[slo.id], spans))
+        return cache[key]
+
     first = t0 + (-t0) % step_s
     steps = range(first if first > t0 else first + step_s, t1 + 1, step_s)
     # Where each SLO's signature changes: only there can one of its alerts start or end.
     changes_at: dict[int, list[SLO]] = {}
     for slo in slos:
-        signatures = _Signatures(slo, sums[slo.id]).over(steps)
+        signatures = _Signatures(slo, counts_of(slo)).over(steps)
         for k, t in enumerate(steps):
             if every_step or k == 0 or signatures[k] != signatures[k - 1]:
                 changes_at.setdefault(t, []).append(slo)
@@ -264,7 +432,7 @@ def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end
     intervals: dict[alerting.Labels, list[list[datetime | None]]] = {}
     for t in sorted(changes_at):
         at = datetime.fromtimestamp(t, UTC)
-        now = [budget.evaluate(slo, measurement(slo, sums[slo.id], t)) for slo in changes_at[t]]
+        now = [budget.evaluate(slo, measurement(slo, counts_of(slo), t)) for slo in changes_at[t]]
         book, changes = alerting.step(book, now, at, evaluation_failing=False, known_slo_ids=known)
         book = alerting.forget(book, {a.id for a in book.resolved})  # nothing to deliver in a replay
         for change in changes:
@@ -288,13 +456,21 @@ def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end
         alerts.sort(key=lambda a: (a.starts_at, sorted(a.labels.items())))
         pages = sum(1 for a in alerts if a.severity == PAGE)
         tickets = sum(1 for a in alerts if a.severity == TICKET)
-        final = budget.evaluate(slo, measurement(slo, sums[slo.id], t1))
+        final = budget.evaluate(slo, measurement(slo, counts_of(slo), t1))
+        inside = merged(slo.exclusions, start, end)
         reports.append(SLOReport(
             slo=slo, alerts=tuple(alerts), pages_per_week=pages / weeks, tickets_per_week=tickets / weeks,
             flaps=_flaps(alerts), budget_consumed_end=final.consumed if final.state in ("ok", "burning", "exhausted")
             else None, incidents=tuple(_incident(i, alerts) for i in incidents if i.concerns(slo)),
+            excluded_seconds=excluded_seconds(inside),
+            excluded_events=None if is_composite(slo) else _excluded_total(tiles[slo.id], inside),
         ))
     return Report(start=start, end=end, step=step, slos=tuple(reports))
+
+
+def _excluded_total(tiles: Tiles, inside: Sequence[tuple[datetime, datetime]]) -> float:
+    spans = [(lo.timestamp(), hi.timestamp()) for lo, hi in inside]
+    return math.fsum(excluded_events(tiles.total, tiles.cut_total, tiles.start, tiles.tile, spans))
 
 
 def _flaps(alerts: Sequence[ReplayedAlert]) -> int:
