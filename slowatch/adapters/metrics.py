@@ -101,6 +101,7 @@ def _add_view(series: Callable[[Mapping[str, str]], _Series], view: DaemonView,
 # a family's private fields.
 _EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     "sli": (WINDOW_LABEL,), "burn_rate": (WINDOW_LABEL,), "state": (STATE_LABEL,),
+    "excluded_seconds": (WINDOW_LABEL,),
     "regression": (METRIC_LABEL,),
 }
 
@@ -132,6 +133,12 @@ def _families() -> dict[str, GaugeMetricFamily]:
         "alert_firing": GaugeMetricFamily(
             "slowatch_slo_alert_firing", "1 while an alert with these labels fires.", labels=list(ALERT_LABELS)
         ),
+        # Exclusions (SLOs that have some): the generated rules and dashboards read these two names.
+        "excluded_seconds": g("excluded_seconds", "excluded_seconds",
+                              "Seconds of each window (burn-rate windows and the SLO's) its exclusions cover."),
+        "exclusion_active": GaugeMetricFamily(
+            "slowatch_exclusion_active", "1 while an exclusion covers the evaluation instant, else 0.",
+            labels=list(_label_names("exclusion_active"))),
     }
 
 
@@ -155,6 +162,11 @@ def _add_status(fam: _Series, s: BudgetStatus, windows: frozenset[str] | None = 
     fam.add_metric("objective", key, slo.objective)
     for state in STATES:
         fam.add_metric("state", [*key, state], 1.0 if s.state == state else 0.0)
+    if slo.exclusions:  # known from the spec and the instant, whatever the measurement gave
+        fam.add_metric("exclusion_active", key, 1.0 if s.exclusion is not None else 0.0)
+        for window, seconds in s.excluded_seconds.items():
+            if windows is None or window in windows:
+                fam.add_metric("excluded_seconds", [*key, window], seconds)
 
     # An `error` SLO has no values (its zeros are placeholders): export none rather than a budget
     # that looks untouched. `stale` keeps the last values on purpose, as /status does.

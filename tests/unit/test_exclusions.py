@@ -9,14 +9,17 @@ intervals, exactly (integers below 2**53).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from slowatch.core.budget import EventCounts, Measurement, evaluate, failed, occurrence
+from slowatch.adapters.metrics import exposition, new_registry
+from slowatch.core.budget import BudgetStatus, EventCounts, Measurement, evaluate, failed, occurrence
 from slowatch.core.exclusions import intervals, merged
 from slowatch.core.measure import Answer, Span
 from slowatch.core.model import SLO, Exclusion, RatioSLI, RollingWindow
@@ -32,6 +35,7 @@ from slowatch.core.plan import (
 )
 from slowatch.errors import SpecError
 from slowatch.spec import load_specs
+from slowatch.view import DaemonView, ViewHolder
 
 DAY = 86400
 # A sample-unaligned instant in the middle of a day (2026-11-29 14:37:13 UTC).
@@ -277,3 +281,35 @@ def test_a_selector_ratio_takes_the_files_exclusions_then_its_own(tmp_path: Path
     (slo,) = load_specs([spec_file(tmp_path, SELECTOR_SLI, own=True, top=True)])
     assert [e.reason for e in slo.exclusions] == ["file-wide freeze", "planned database migration"]
     assert slo.exclusions[0].start == datetime(2026, 11, 20, 2, tzinfo=UTC)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def exported(*statuses: BudgetStatus) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The SLO samples of /metrics' text exposition (the per-view rendering), by name and labels."""
+    registry, _ = new_registry(ViewHolder(DaemonView(at=SUNDAY_0315_PARIS, statuses=statuses, ready=True)),
+                               process=False)
+    body, _ = exposition(registry, "text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(body.decode()) for s in fam.samples
+            if s.name in ("slowatch_slo_excluded_seconds", "slowatch_exclusion_active")}
+
+
+def test_metrics_export_each_windows_excluded_seconds_and_whether_an_exclusion_is_active() -> None:
+    at = SUNDAY_0315_PARIS
+    covered = evaluate(slo_with(WEEKLY), Measurement(at=at, counts={"slo": EventCounts(90.0, 100.0)}))
+    later = evaluate(replace(slo_with(WEEKLY), name="later"), Measurement(at=at + timedelta(hours=2), counts={}))
+    plain = evaluate(replace(slo_with(), name="plain"), Measurement(at=at, counts={}))
+    got = exported(covered, later, plain)
+
+    def key(name: str, slo: str, **extra: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return name, tuple(sorted({"service": "auth", "slo": slo, **extra}.items()))
+
+    assert got[key("slowatch_exclusion_active", "avail")] == 1.0
+    assert got[key("slowatch_exclusion_active", "later")] == 0.0  # ended at 03:00 UTC
+    for window, seconds in covered.excluded_seconds.items():
+        assert got[key("slowatch_slo_excluded_seconds", "avail", window=window)] == seconds
+    assert got[key("slowatch_slo_excluded_seconds", "later", window="6h")] == 7200.0
+    # An SLO without exclusions exports neither (no 8 zero series per SLO across a fleet).
+    assert not [k for k in got if ("slo", "plain") in k[1]]
