@@ -44,7 +44,7 @@ from typing import Literal
 
 import promql_parser
 
-from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI
+from slowatch.core.model import EVENTS, SLO, LatencySLI, RatioSLI, ThroughputSLI, Weighting
 from slowatch.core.promql import (
     KIND_LABEL,
     WINDOW_LABEL,
@@ -425,3 +425,36 @@ def regression_queries(slo: SLO, window: timedelta, flavour: Flavour = PROMETHEU
     out["error_ratio"] = f"({bad}) / ({total})"
     out["throughput"] = f"({total}) / {int(window.total_seconds())}"
     return out
+
+
+# --- composites: a journey counted from its components' counts -----------------------------------
+
+COMPONENT_LABEL = "slowatch_component"
+"""Tags each component's counts inside a composite's expression, so that ``or`` keeps one sample
+per component (label-less samples would collide); summed away before the result."""
+
+CompositePart = tuple[str, float, str, str]
+"""(component id, weight, PromQL of its good events, of its total events): at most one sample each."""
+
+
+def composite_counts(parts: Sequence[CompositePart], weighting: Weighting) -> tuple[str, str]:
+    """PromQL for a composite's (good, total) from its components' counts, as
+    ``core.composite.combine`` computes them: with weights, good is ``Σ wᵢ·(goodᵢ / totalᵢ)`` and
+    total ``Σ wᵢ``; with events, ``Σ goodᵢ`` and ``Σ totalᵢ``; either way over the components whose
+    total is > 0 (one without events leaves both sums). No component with events: a total of 0 or
+    none, so a ratio over ``(total > 0)`` is absent, the daemon's no data."""
+
+    def tag(expr: str, slo: str) -> str:
+        return f'label_replace(sum({expr}), "{COMPONENT_LABEL}", {quote(slo)}, "", "")'
+
+    goods, totals = [], []
+    for slo, weight, good, total in parts:
+        g, t = tag(good, slo), tag(total, slo)
+        if weighting == EVENTS:
+            goods.append(f"({g} and {t} > 0)")
+            totals.append(f"({t} > 0)")
+        else:  # w * (good / total), in the daemon's order of operations
+            goods.append(f"{go_float(weight)} * ({g} / ({t} > 0))")
+            totals.append(f"{go_float(weight)} * ({t} > bool 0)")
+    good_expr, total_expr = ("sum(\n  " + "\n  or ".join(side) + "\n)" for side in (goods, totals))
+    return good_expr, total_expr

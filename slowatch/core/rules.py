@@ -30,23 +30,51 @@ Why the period stays exact:
 Calendar windows (a month, a week) have no fixed range, so they get no period rules and no
 budget-consumed alert (a comment in the output says so); their burn-rate alerts use the nominal
 length (30d, 7d) exactly like the daemon.
+
+**Exclusions** (``SLO.exclusions``) reach the rules through the daemon's
+``slowatch_exclusion_active{service,slo}`` gauge. A step whose middle (``t - 2m30s``) the gauge
+says is excluded records 0 events, and every window of such an SLO, the burn-rate windows
+included, is a sum of its steps. So excluded events count neither as good nor as total anywhere,
+to the step: a step straddling a boundary is kept or dropped whole, which misplaces at most the
+events of half a step (plus the gauge's lag: the daemon's evaluation interval and the scrape
+interval) at each boundary, and nothing when the boundaries fall on the step evaluations and that
+lag is under half a step. The burn-rate windows then trail the counters by up to one step (5m).
+Without the gauge (the daemon not scraped) nothing is excluded.
+
+**Composites** (``CompositeSLI``) have no query of their own: each window's good and total are
+``measure.composite_counts`` over the components' recorded events of that window (the SLO window:
+the sums of their steps over the composite's window), exactly ``core.composite.combine``. Rules of
+one group read another group's latest samples, so a composite trails its components by up to one
+evaluation interval. A composite's own exclusions cannot mask steps it does not have: its burn-rate
+alerts stay silent while their long window holds excluded time
+(``slowatch_slo_excluded_seconds``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Literal
 
 from slowatch.core import conventions as c
 from slowatch.core.alerting import burn_description, burn_summary, consumed_summary
-from slowatch.core.measure import event_queries, steps_sum
-from slowatch.core.model import SLO, CalendarWindow, RatioSLI, RollingWindow, alert_rows, nominal_length
+from slowatch.core.measure import CompositePart, composite_counts, event_queries, steps_sum
+from slowatch.core.model import (
+    SLO,
+    CalendarWindow,
+    CompositeSLI,
+    RatioSLI,
+    RollingWindow,
+    alert_rows,
+    nominal_length,
+)
 from slowatch.core.promql import go_float, quote
 from slowatch.core.windows import (
     BURN_RATE_WINDOWS,
     BurnRateAlertWindow,
+    format_duration,
     parse_duration,
 )
 
@@ -181,6 +209,76 @@ def event_counts(slo: SLO, rng: str) -> tuple[str, str]:
     return f"{total} - ({q['bad']} or vector(0))", total
 
 
+# --- exclusions and composites --------------------------------------------------------------------
+
+# A step (t - 5m, t] is excluded when the gauge is 1 at its middle: exact at boundaries on the step
+# evaluations as long as the gauge trails the exclusion by less than half a step.
+EXCLUSION_PROBE = format_duration(parse_duration(c.STEP) / 2)
+
+
+def _excluded(slo: SLO) -> str:
+    # max: two daemon replicas export the same gauge.
+    return f"max({selector(c.EXCLUSION_ACTIVE, slo)} offset {EXCLUSION_PROBE}) == 1"
+
+
+def masked_step(expr: str, slo: SLO) -> str:
+    """A step's events, 0 while the SLO's exclusion gauge says the step is excluded."""
+    if not slo.exclusions:
+        return expr
+    return f"({expr}) unless on () ({_excluded(slo)})\nor 0 * ({_excluded(slo)})"
+
+
+def has_steps(slo: SLO) -> bool:
+    """The SLO records 5m steps: rolling windows sum them, exclusions mask them."""
+    return not isinstance(slo.sli, CompositeSLI) and (isinstance(slo.window, RollingWindow) or bool(slo.exclusions))
+
+
+def _component(slo_id: str) -> SLO:
+    """A stand-in SLO naming a component, for selectors of its recorded series."""
+    service, name = slo_id.split("/", 1)
+    return SLO(service, name, 99.0, RollingWindow(timedelta(days=1)), RatioSLI(total="x"))
+
+
+def window_counts(slo: SLO, w: str) -> tuple[str, str]:
+    """(good, total) events of a burn-rate window ``w``: the SLI's queries, the sum of the masked
+    steps when the SLO has exclusions, the components' recorded counts for a composite."""
+    sli = slo.sli
+    if isinstance(sli, CompositeSLI):
+        parts: list[CompositePart] = [
+            (p.slo, p.weight, selector(c.EVENTS_GOOD, _component(p.slo), w),
+             selector(c.EVENTS_TOTAL, _component(p.slo), w))
+            for p in sli.components
+        ]
+        return composite_counts(parts, sli.weighting)
+    if slo.exclusions:
+        return steps_over(slo, parse_duration(w))
+    return event_counts(slo, w)
+
+
+def steps_over(slo: SLO, length: timedelta) -> tuple[str, str]:
+    """(good, total): the sums of the SLO's recorded steps over the last ``length``."""
+    return steps_sum(selector(c.STEP_EVENTS_GOOD, slo), length), steps_sum(selector(c.STEP_EVENTS_TOTAL, slo), length)
+
+
+def period_counts(slo: SLO, length: timedelta, every: Mapping[str, SLO]) -> tuple[str, str] | str:
+    """(good, total) over the last ``length`` from recorded steps (a composite: from its components'
+    steps, through nested composites), or why there are none."""
+    sli = slo.sli
+    if isinstance(sli, CompositeSLI):
+        parts: list[CompositePart] = []
+        for p in sli.components:
+            if p.slo not in every:
+                return f"component {p.slo} is not in the generated specs"
+            counts = period_counts(every[p.slo], length, every)
+            if isinstance(counts, str):
+                return counts
+            parts.append((p.slo, p.weight, *counts))
+        return composite_counts(parts, sli.weighting)
+    if not has_steps(slo):
+        return f"component {slo.id} has a calendar window and no exclusions, so no recorded steps"
+    return steps_over(slo, length)
+
+
 # --- recording rules -----------------------------------------------------------------------------
 
 
@@ -190,7 +288,7 @@ def windows_group(slo: SLO) -> RuleGroup:
         RecordingRule(c.ERROR_BUDGET, f"vector({budget_fraction(slo)})", series_labels(slo)),
     ]
     for w in BURN_RATE_WINDOWS:
-        good, total = event_counts(slo, w)
+        good, total = window_counts(slo, w)
         labels = series_labels(slo, w)
         rules += [
             RecordingRule(c.EVENTS_GOOD, good, labels),
@@ -208,23 +306,54 @@ def windows_group(slo: SLO) -> RuleGroup:
             "start of the month/week', and a fixed 30d/7d range would report another budget than the",
             "daemon's; the budget consumed comes from the daemon (slowatch_slo_error_budget_consumed_ratio).",
         )
+    if isinstance(slo.sli, CompositeSLI):
+        parts = ", ".join(f"{p.slo} (weight {go_float(p.weight)})" for p in slo.sli.components)
+        how = "summed events" if slo.sli.weighting == "events" else "weighted mean of their SLIs"
+        comment += (f"{slo.id}: composite ({how}) of {parts}:",
+                    "from their recorded events per window, trailing them by up to one evaluation interval.")
+    elif slo.exclusions:
+        comment += (f"{slo.id}: has exclusions: every window sums the 5m steps of the period group, which",
+                    f"record 0 while {c.EXCLUSION_ACTIVE} is 1 (the daemon's gauge, scraped).")
     return RuleGroup(c.windows_group(slo.service, slo.name), tuple(rules), comment=comment)
 
 
-def period_group(slo: SLO) -> RuleGroup | None:
-    """The event-weighted SLO window; None for calendar windows (see the module doc)."""
-    if not isinstance(slo.window, RollingWindow):
+def period_group(slo: SLO, every: Mapping[str, SLO] | None = None) -> RuleGroup | None:
+    """The event-weighted SLO window; None for calendar windows (see the module doc) unless the
+    SLO's exclusions need its steps. ``every``: the SLOs by id, where a composite's components
+    are looked up (default: none, so a composite gets no period group)."""
+    every = every or {}
+    if isinstance(slo.sli, CompositeSLI):
+        return _composite_period_group(slo, every)
+    if not has_steps(slo):
         return None
-    window = slo.window.name
-    length = parse_duration(window)
     good, total = event_counts(slo, c.STEP)
     step_labels = series_labels(slo)
+    steps: tuple[Rule, ...] = (
+        RecordingRule(c.STEP_EVENTS_GOOD, masked_step(good, slo), step_labels),
+        RecordingRule(c.STEP_EVENTS_TOTAL, masked_step(total, slo), step_labels),
+    )
+    if not isinstance(slo.window, RollingWindow):  # only the steps its windows sum
+        return RuleGroup(c.period_group(slo.service, slo.name), steps, interval=c.STEP)
+    return RuleGroup(c.period_group(slo.service, slo.name),
+                     steps + _period_rules(slo, *steps_over(slo, slo.window.duration)), interval=c.STEP)
+
+
+def _composite_period_group(slo: SLO, every: Mapping[str, SLO]) -> RuleGroup | None:
+    if not isinstance(slo.window, RollingWindow):
+        return None
+    counts = period_counts(slo, slo.window.duration, every)
+    if isinstance(counts, str):
+        return RuleGroup(c.period_group(slo.service, slo.name), (), interval=c.STEP,
+                         comment=(f"{slo.id}: no period rules: {counts}.",))
+    return RuleGroup(c.period_group(slo.service, slo.name), _period_rules(slo, *counts), interval=c.STEP)
+
+
+def _period_rules(slo: SLO, good: str, total: str) -> tuple[Rule, ...]:
+    window = slo.window.name
     labels = series_labels(slo, window)
-    rules: tuple[Rule, ...] = (
-        RecordingRule(c.STEP_EVENTS_GOOD, good, step_labels),
-        RecordingRule(c.STEP_EVENTS_TOTAL, total, step_labels),
-        RecordingRule(c.PERIOD_EVENTS_GOOD, steps_sum(selector(c.STEP_EVENTS_GOOD, slo), length), labels),
-        RecordingRule(c.PERIOD_EVENTS_TOTAL, steps_sum(selector(c.STEP_EVENTS_TOTAL, slo), length), labels),
+    return (
+        RecordingRule(c.PERIOD_EVENTS_GOOD, good, labels),
+        RecordingRule(c.PERIOD_EVENTS_TOTAL, total, labels),
         RecordingRule(
             c.PERIOD_SLI,
             f"{selector(c.PERIOD_EVENTS_GOOD, slo, window)} / ({selector(c.PERIOD_EVENTS_TOTAL, slo, window)} > 0)",
@@ -235,12 +364,18 @@ def period_group(slo: SLO) -> RuleGroup | None:
         ),
         RecordingRule(c.BUDGET_REMAINING_RATIO, f"1 - {selector(c.BUDGET_CONSUMED_RATIO, slo, window)}", labels),
     )
-    return RuleGroup(c.period_group(slo.service, slo.name), rules, interval=c.STEP)
 
 
-def recording_groups(slo: SLO) -> tuple[RuleGroup, ...]:
-    period = period_group(slo)
-    return (windows_group(slo),) if period is None else (windows_group(slo), period)
+def recording_groups(slo: SLO, every: Mapping[str, SLO] | None = None) -> tuple[RuleGroup, ...]:
+    """The SLO's recording groups, in the order they read each other (the steps first when its
+    windows sum them), so an evaluation in file order sees fresh inputs (``promtool test rules``)."""
+    period = period_group(slo, every)
+    windows = windows_group(slo)
+    if period is None:
+        return (windows,)
+    if period.comment and not period.rules:  # a composite without period rules: say why, write no group
+        return (RuleGroup(windows.name, windows.rules, comment=windows.comment + period.comment),)
+    return (period, windows) if slo.exclusions and not isinstance(slo.sli, CompositeSLI) else (windows, period)
 
 
 # --- alerting rules ------------------------------------------------------------------------------
@@ -293,6 +428,7 @@ def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
             f"{_without_window(c.BURN_RATE, slo, row.long_window)} >= {threshold}\n"
             f"and\n"
             f"{_without_window(c.BURN_RATE, slo, row.short_window)} >= {threshold}"
+            + _unless_excluded(slo, row.long_window)
         ),
         labels=_alert_labels(
             slo,
@@ -308,19 +444,31 @@ def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
     )
 
 
+def _unless_excluded(slo: SLO, window: str) -> str:
+    """A composite's own exclusions: silent while ``window`` holds excluded time (its windows are
+    its components' and cannot be masked). Nothing for other SLOs: their steps are masked."""
+    if not (slo.exclusions and isinstance(slo.sli, CompositeSLI)):
+        return ""
+    excluded = f"max by ({c.SERVICE_LABEL}, {c.SLO_LABEL}) ({selector(c.EXCLUDED_SECONDS, slo, window)}) > 0"
+    return f"\nunless on ({c.SERVICE_LABEL}, {c.SLO_LABEL})\n{excluded}"
+
+
 def _percent(fraction: str) -> str:
     return _plain(Decimal(fraction) * 100) + "%"
 
 
-def alerts_group(slo: SLO) -> RuleGroup | None:
-    """The SLO's alerts; None when its policy asks for none."""
+def alerts_group(slo: SLO, every: Mapping[str, SLO] | None = None) -> RuleGroup | None:
+    """The SLO's alerts; None when its policy asks for none. ``every`` as for ``period_group``."""
     rules: list[Rule] = []
     comment: tuple[str, ...] = ()
-    if isinstance(slo.window, RollingWindow):
+    period = period_group(slo, every) if isinstance(slo.window, RollingWindow) else None
+    if period is not None and period.rules:
         rules += [budget_consumed_alert(slo, t) for t in slo.alerting.budget_consumed]
     elif slo.alerting.budget_consumed:
+        why = (f"its calendar window {slo.window.name} has no period" if period is None
+               else "the composite has no period")
         comment = (
-            f"{slo.id}: no {c.BUDGET_CONSUMED}: its calendar window {slo.window.name} has no period",
+            f"{slo.id}: no {c.BUDGET_CONSUMED}: {why}",
             "rules (see rules/); the daemon sends that alert.",
         )
     if slo.alerting.burn_rate:
@@ -346,11 +494,13 @@ def _sources(slos: Sequence[SLO]) -> tuple[str, ...]:
 
 def rule_files(slos: Iterable[SLO]) -> list[RuleFile]:
     """One rules and one alerts file per service, services sorted, SLOs in spec order."""
+    slos = list(slos)
+    every = {s.id: s for s in slos}
     files: list[RuleFile] = []
     for service, group in _by_service(slos).items():
         sources = _sources(group)
-        recording = tuple(g for slo in group for g in recording_groups(slo))
-        alerting = tuple(g for slo in group if (g := alerts_group(slo)) is not None)
+        recording = tuple(g for slo in group for g in recording_groups(slo, every))
+        alerting = tuple(g for slo in group if (g := alerts_group(slo, every)) is not None)
         files.append(RuleFile(service, "rules", recording, sources, RULES_FILE_COMMENT))
         files.append(RuleFile(service, "alerts", alerting, sources, ALERTS_FILE_COMMENT))
     return files

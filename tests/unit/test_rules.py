@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import promql_parser
@@ -23,10 +25,14 @@ from slowatch.core.model import (
     SLO,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
+    Exclusion,
     LatencySLI,
     RatioSLI,
     RollingWindow,
     ThroughputSLI,
+    Weighting,
     Window,
 )
 from slowatch.core.rules import (
@@ -376,3 +382,115 @@ def test_the_committed_rules_are_what_the_example_spec_generates(tmp_path: Path,
         if fresh.is_dir():
             extra = {p.name for p in committed.glob("*.yaml")} - {p.name for p in fresh.glob("*.yaml")}
             assert not extra, f"{sorted(extra)} in {committed} belong to no service of the spec"
+
+
+# --- exclusions and composites ----------------------------------------------------------------------
+
+MAINTENANCE = Exclusion("planned maintenance", start=datetime(2026, 11, 20, 2, tzinfo=UTC),
+                        end=datetime(2026, 11, 20, 4, tzinfo=UTC))
+WEEKLY = Exclusion("weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                   duration=timedelta(hours=2), timezone="Europe/Paris")
+
+
+def records(groups: Sequence[RuleGroup]) -> dict[tuple[str, str | None], str]:
+    return {(r.record, dict(r.labels).get("window")): r.expr for g in groups for r in g.rules
+            if isinstance(r, RecordingRule)}
+
+
+@pytest.mark.parametrize("exclusion", [pytest.param(MAINTENANCE, id="a one-off exclusion"),
+                                       pytest.param(WEEKLY, id="a recurring exclusion")])
+@pytest.mark.parametrize("window", [pytest.param(THIRTY_DAYS, id="rolling 30d"),
+                                    pytest.param(CalendarWindow("month"), id="a calendar month")])
+def test_an_slo_with_exclusions_records_empty_steps_while_excluded_and_sums_them_in_every_window(
+    exclusion: Exclusion, window: Window,
+) -> None:
+    slo = replace(make(window=window), exclusions=(exclusion,))
+    groups = recording_groups(slo)
+    assert [g.name for g in groups] == [c.period_group("shop", "checkout"), c.windows_group("shop", "checkout")]
+    got = records(groups)
+    gauge = 'max(slowatch_exclusion_active{service="shop",slo="checkout"} offset 2m30s) == 1'
+    for record in (c.STEP_EVENTS_GOOD, c.STEP_EVENTS_TOTAL):
+        assert got[(record, None)].endswith(f") unless on () ({gauge})\nor 0 * ({gauge})")
+    for w in BURN_RATE_WINDOWS:
+        assert got[(c.EVENTS_TOTAL, w)] == (
+            f'sum_over_time({c.STEP_EVENTS_TOTAL}{{service="shop",slo="checkout"}}[{left_open(parse_duration(w))}])')
+    assert ((c.PERIOD_EVENTS_TOTAL, "30d") in got) == isinstance(window, RollingWindow)
+    for group in every_group(slo):
+        for rule in group.rules:
+            promql_parser.parse(rule.expr)
+
+
+def test_an_slo_without_exclusions_never_reads_the_exclusion_gauge() -> None:
+    assert all(c.EXCLUSION_ACTIVE not in r.expr and c.EXCLUDED_SECONDS not in r.expr
+               for g in every_group(make()) for r in g.rules)
+
+
+def composite_of(weighting: Weighting = "weights", window: Window = THIRTY_DAYS,
+                 exclusions: tuple[Exclusion, ...] = ()) -> SLO:
+    return SLO("journey", "checkout", 99.5, window, CompositeSLI(
+        (Component("shop/checkout", 1), Component("pay/charge", 2.5)), weighting), exclusions=exclusions)
+
+
+COMPONENTS = {s.id: s for s in (make(), replace(make(), service="pay", name="charge"))}
+
+
+@pytest.mark.parametrize(("weighting", "good", "total"), [
+    pytest.param("weights",
+                 "1 * (label_replace(sum(slowatch:slo_events_good:increase{{service=\"shop\",slo=\"checkout\","
+                 "window=\"{w}\"}}), \"slowatch_component\", \"shop/checkout\", \"\", \"\") / (label_replace(sum("
+                 "slowatch:slo_events_total:increase{{service=\"shop\",slo=\"checkout\",window=\"{w}\"}}), "
+                 "\"slowatch_component\", \"shop/checkout\", \"\", \"\") > 0))",
+                 "2.5 * (label_replace(sum(slowatch:slo_events_total:increase{{service=\"pay\",slo=\"charge\","
+                 "window=\"{w}\"}}), \"slowatch_component\", \"pay/charge\", \"\", \"\") > bool 0)",
+                 id="weights: w times each component's SLI over the weights of components with events"),
+    pytest.param("events",
+                 "(label_replace(sum(slowatch:slo_events_good:increase{{service=\"shop\",slo=\"checkout\","
+                 "window=\"{w}\"}}), \"slowatch_component\", \"shop/checkout\", \"\", \"\") and label_replace(sum("
+                 "slowatch:slo_events_total:increase{{service=\"shop\",slo=\"checkout\",window=\"{w}\"}}), "
+                 "\"slowatch_component\", \"shop/checkout\", \"\", \"\") > 0)",
+                 "(label_replace(sum(slowatch:slo_events_total:increase{{service=\"pay\",slo=\"charge\","
+                 "window=\"{w}\"}}), \"slowatch_component\", \"pay/charge\", \"\", \"\") > 0)",
+                 id="events: the components' good and total events summed"),
+])
+def test_a_composite_window_combines_its_components_recorded_events(weighting: Weighting, good: str,
+                                                                    total: str) -> None:
+    slo = composite_of(weighting)
+    got = records(recording_groups(slo, COMPONENTS))
+    for w in BURN_RATE_WINDOWS:
+        assert got[(c.EVENTS_GOOD, w)].startswith("sum(\n  " + good.format(w=w) + "\n  or ")
+        assert got[(c.EVENTS_TOTAL, w)].endswith("\n  or " + total.format(w=w) + "\n)")
+        assert got[(c.SLI, w)].startswith('slowatch:slo_events_good:increase{service="journey",slo="checkout"')
+    # The SLO window: the components' steps summed over the composite's 30d.
+    assert ('sum_over_time(slowatch:slo_step_events_good:increase5m{service="pay",slo="charge"}'
+            '[29d23h59m59s999ms])') in got[(c.PERIOD_EVENTS_GOOD, "30d")]
+    for group in every_group(slo):
+        for rule in group.rules:
+            promql_parser.parse(rule.expr)
+
+
+def test_a_composite_over_a_calendar_component_has_no_slo_window_rules_and_says_why() -> None:
+    every = {**COMPONENTS, "pay/charge": replace(COMPONENTS["pay/charge"], window=CalendarWindow("month"))}
+    slo = composite_of()
+    (windows,) = recording_groups(slo, every)
+    assert any("pay/charge has a calendar window" in line for line in windows.comment)
+    alerts = alerts_group(slo, every)
+    assert alerts is not None
+    assert [r.alert for r in alerts.rules if isinstance(r, AlertingRule)] == [c.BUDGET_BURN] * 3
+    assert any(c.BUDGET_CONSUMED in line for line in alerts.comment)
+
+
+@pytest.mark.parametrize(("exclusions", "suppressed"), [
+    pytest.param((MAINTENANCE,), True, id="its own exclusions silence a burn alert while its long window holds one"),
+    pytest.param((), False, id="without exclusions its burn alerts read the burn rates alone"),
+])
+def test_a_composites_own_exclusions_silence_its_burn_alerts(exclusions: tuple[Exclusion, ...],
+                                                            suppressed: bool) -> None:
+    group = alerts_group(composite_of(exclusions=exclusions), COMPONENTS)
+    assert group is not None
+    burns = [r for r in group.rules if isinstance(r, AlertingRule) and r.alert == c.BUDGET_BURN]
+    for rule in burns:
+        long = dict(rule.labels)[c.LONG_WINDOW_LABEL]
+        tail = ('\nunless on (service, slo)\nmax by (service, slo) (slowatch_slo_excluded_seconds{service="journey",'
+                f'slo="checkout",window="{long}"}}) > 0')
+        assert rule.expr.endswith(tail) == suppressed
+        promql_parser.parse(rule.expr)
