@@ -62,6 +62,8 @@ class Daemon:
         except shard.ShardError as exc:
             raise SettingsError(str(exc)) from exc
         self.holder = ViewHolder()
+        self._spec: dict[str, SLO] = {}
+        self._last_spec: dict[str, SLO] = {}
         self.registry, self.metrics = new_registry(self.holder, windows=settings.metrics_windows)
         slos = self._load()  # an invalid spec at start is fatal (SpecError -> exit 1)
         self.metrics.spec_reload(True, self.clock.now())
@@ -84,6 +86,8 @@ class Daemon:
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
             # alerting.regression: checked every few minutes, on the plain client (instant queries).
             regressions=RegressionWatch(self.prometheus).run,
+            # A shard's composites measure their components wherever they are (shard.py).
+            spec=lambda: self._spec,
         )
         self.grafana = (
             GrafanaProvisioner(settings.grafana_url, settings.grafana_token, self._grafana_slos)
@@ -100,6 +104,10 @@ class Daemon:
     def _load(self) -> list[SLO]:
         every = load_specs(self.paths)
         mine = [s for s in every if shard.in_shard(s.id, self.shard)]
+        # The watcher hands the cycle its new SLOs just after this: a cycle in between still finds
+        # the components of the previous SLOs' composites (the last load's, not older ones).
+        spec = {s.id: s for s in every}
+        self._spec, self._last_spec = {**self._last_spec, **spec}, spec
         self.metrics.shard(self.shard, len(every), [s.id for s in mine], shard.set_hash(s.id for s in mine))
         return mine
 

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 # Rule files and dashboards are read by Prometheus and Grafana, often running as other users.
 READABLE = 0o644
 
 
-def write_atomically(path: Path, data: str | bytes, *, mode: int = READABLE) -> None:
-    """Replace ``path`` with ``data`` (text is written as UTF-8), creating its directory."""
+def write_atomically(path: Path, data: str | bytes | Iterable[bytes | memoryview], *, mode: int = READABLE) -> None:
+    """Replace ``path`` with ``data`` (text is written as UTF-8; pieces one after the other, so a
+    large file, the hour ledger, is never copied into one buffer), creating its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    pieces = [data.encode("utf-8") if isinstance(data, str) else data] if isinstance(data, str | bytes) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            for piece in pieces:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)  # mkstemp creates 0600

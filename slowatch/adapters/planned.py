@@ -1,9 +1,10 @@
 """The measuring side of the constant-cost plan (``slowatch.core.plan``): batched queries per
-group of SLOs sharing a shape, and the hour ledger kept in memory.
+group of SLOs sharing a shape, and the hour ledger (in memory, saved by a ``LedgerFile``).
 
 One cycle costs, per group chunk, one instant query (short windows, head, tails, and for latency
-the bucket-bound check) plus, once an hour, one query for the hour that just settled. A fresh
-ledger (start, new SLOs) is filled by range queries in pieces of ``BACKFILL_PIECE``.
+the bucket-bound check) plus, once an hour, one query per chunk for the hour that just settled.
+Missing hours (a start without a saved ledger, hours missed while down, new or changed SLOs) are
+read by range queries in pieces of ``BACKFILL_PIECE``, for the SLOs missing them only.
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
 
 from slowatch.adapters.prometheus import PrometheusSource
+from slowatch.adapters.urls import redact
 from slowatch.core.budget import Measurement
 from slowatch.core.measure import ANSWERED, Span, le_spellings, read_answer
 from slowatch.core.model import SLO
 from slowatch.core.plan import (
+    CHUNK,
     HOUR,
     Group,
     Ledger,
+    RowKey,
     assemble,
     bound_problems,
     group_slos,
@@ -31,7 +38,9 @@ from slowatch.core.plan import (
     utc,
 )
 from slowatch.core.promql import KIND_LABEL, ResultError
-from slowatch.errors import QueryError, SourceError, SourceUnavailable
+from slowatch.errors import QueryError, SourceError, SourceUnavailable, StateError
+
+log = structlog.get_logger("slowatch")
 
 # Hours per backfill range query, and one backfill at a time: a 10,000-SLO start fills 30 days
 # for every series, and parsing whole answers at once would hold gigabytes of JSON.
@@ -41,17 +50,37 @@ VANISHED = ("every series vanished from the answer, even the constant one each q
             "not read as zero events")
 
 
+class LedgerFile(Protocol):
+    """Where the hour ledger survives restarts (``adapters.ledger_store.LedgerStore``)."""
+
+    def load(self, engine: str) -> Ledger:
+        """The saved ledger, or an empty one (nothing saved, or a file not to trust: logged)."""
+        ...
+
+    def save(self, ledger: Ledger, engine: str, now: datetime) -> None:
+        """Raises ``StateError`` when the write failed."""
+        ...
+
+
 class PlannedSource:
     """Measures many SLOs per query, long windows from the hour ledger (``ledger=False``: every
-    window read live over its whole range, the cost model without a ledger)."""
+    window read live over its whole range, the cost model without a ledger). With a ``store``,
+    the ledger is loaded on the first cycle (once the engine is known) and saved whenever an
+    hour was added, so a restart reads only the hours it missed."""
 
-    def __init__(self, prometheus: PrometheusSource, *, ledger: bool = True) -> None:
+    def __init__(self, prometheus: PrometheusSource, *, ledger: bool = True, store: LedgerFile | None = None) -> None:
         self.prometheus = prometheus
         self.use_ledger = ledger
         self.ledger = Ledger()
+        self.store = store
+        self._loaded = store is None
         self._groups: tuple[tuple[SLO, ...], list[Group]] | None = None
+        self._rows: dict[str, list[tuple[SLO, list[RowKey]]]] = {}
+        self._kept: dict[str, range] = {}
+        """Per group: the hours its every row covered after the last upkeep (none missing until the
+        next hour settles or the SLOs change)."""
         self._lock = threading.Lock()
-        self._backfill = threading.Lock()
+        self._upkeeping = threading.Lock()
 
     def _plan(self, slos: Sequence[SLO]) -> list[Group]:
         key = tuple(slos)
@@ -59,19 +88,34 @@ class PlannedSource:
             if self._groups is None or self._groups[0] != key:
                 groups = group_slos(slos)
                 self._groups = (key, groups)
-                self.ledger.retain(f"{g.signature}#{i}" for g in groups for i in range(len(g.chunks())))
+                self._rows = {g.signature: [(s, g.ledger_keys([s])) for s in g.slos] for g in groups}
+                self._kept = {}
+                self.ledger.retain(g.signature for g in groups)
+                for g in groups:
+                    if g.signature in self.ledger.groups:
+                        self.ledger.groups[g.signature].retain(rk for _, rks in self._rows[g.signature] for rk in rks)
             return self._groups[1]
+
+    def _engine(self) -> str:
+        """What the saved counts came from: a ledger of another engine or dialect is not ours."""
+        return f"{redact(self.prometheus.url)} {self.prometheus.flavour()}"
 
     def measure_all(
         self, slos: Sequence[SLO], at: datetime, executor: Executor
     ) -> dict[str, Measurement | Exception]:
         at = at.replace(microsecond=0)  # spans are whole seconds; so is every query of the cycle
+        if not self._loaded and self.store is not None:
+            self.ledger = self.store.load(self._engine())  # before planning: the plan retains its rows
+            self._loaded = True
         groups = self._plan(slos)
+        with self._upkeeping:  # one upkeep at a time: two cycles must not grow the same rows
+            out: dict[str, Measurement | Exception] = dict(self._upkeep(groups, at))
         futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
         for group in groups:
-            for i, chunk in enumerate(group.chunks()):
-                futures.append((chunk, executor.submit(self._measure_chunk, group, i, chunk, at)))
-        out: dict[str, Measurement | Exception] = {}
+            for whole in group.chunks():
+                chunk = tuple(s for s in whole if s.id not in out)
+                if chunk:
+                    futures.append((chunk, executor.submit(self._measure_chunk, group, chunk, at)))
         for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
             try:
                 out.update(future.result())
@@ -79,20 +123,57 @@ class PlannedSource:
                 out.update({s.id: exc for s in chunk})  # traceback, becomes `error` in the engine
         return out
 
+    def _upkeep(self, groups: Sequence[Group], at: datetime) -> dict[str, Exception]:
+        """Bring every group's rows to the hours its SLOs need at ``at``: for each set of SLOs
+        missing the same hours (usually: every SLO, the hour that just settled; after a start
+        with a saved ledger, the hours missed while down; after a change, the changed SLOs'
+        rows alone), range queries over those hours for those SLOs' keys only. Runs before the
+        chunks are measured, so no chunk reads a row while it grows. Returns the SLOs whose
+        hours could not be read (they fail this cycle; the others are measured)."""
+        failed: dict[str, Exception] = {}
+        added = False
+        for group in groups:
+            if not (self.use_ledger and group.ledger):
+                continue
+            need = ledger_hours(group.slos, at)
+            if not need or self._kept.get(group.signature) == need:
+                continue
+            ledger = self.ledger.group(group.signature)
+            by_missing: dict[range, list[SLO]] = {}
+            for slo, rks in self._rows[group.signature]:
+                missing = ledger.missing(need, rks)
+                if missing:
+                    by_missing.setdefault(missing, []).append(slo)
+            for missing, members in by_missing.items():
+                for i in range(0, len(members), CHUNK):
+                    batch = members[i:i + CHUNK]
+                    context = (f"{len(batch)} SLOs ({batch[0].id}{', ...' if len(batch) > 1 else ''}) "
+                               f"at={at.isoformat()}")
+                    try:
+                        values = self._fetch_hours(group, batch, missing, context)
+                    except Exception as exc:  # SourceError, or a bug: the batch's SLOs carry it
+                        failed.update({s.id: exc for s in batch})
+                        continue
+                    ledger.fill(missing, values, group.ledger_keys(batch))
+                    added = True
+            ledger.drop_before(need.start)
+            if not any(s.id in failed for s in group.slos):
+                self._kept[group.signature] = need
+        if added and self.store is not None:
+            try:
+                self.store.save(self.ledger, self._engine(), at)
+            except StateError as exc:  # the ledger in memory is right; only a restart would refill it
+                log.error("hour ledger not saved; a restart now would read it again from Prometheus",
+                          error=str(exc))
+        return failed
+
     def _measure_chunk(
-        self, group: Group, index: int, chunk: tuple[SLO, ...], at: datetime
+        self, group: Group, chunk: tuple[SLO, ...], at: datetime
     ) -> dict[str, Measurement | SourceError]:
         context = f"{len(chunk)} SLOs ({chunk[0].id}{', ...' if len(chunk) > 1 else ''}) at={at.isoformat()}"
-        ledger = self.ledger.group(f"{group.signature}#{index}")
+        ledger = self.ledger.group(group.signature)
         use_ledger = self.use_ledger and group.ledger
         flavour = self.prometheus.flavour()
-        role_keys = group.ledger_keys(chunk)
-        need = ledger_hours(chunk, at, use_ledger)
-        missing = ledger.missing(need, role_keys)
-        if missing:
-            with self._backfill:
-                values = self._fetch_hours(group, chunk, missing, context)
-            ledger.fill(missing, values, role_keys, keep_from=need.start if need else missing.start)
         query = group.query(live_spans(chunk, at, use_ledger), chunk, flavour)
         notes: list[str] = []  # the query API's infos: shown with every SLO of the chunk
         samples = self.prometheus.query(query, at, context=context, notes=notes)

@@ -165,16 +165,18 @@ def test_the_ledger_fills_what_is_missing_and_sums_whole_hours() -> None:
     missing = gl.missing(later, rk)
     assert list(missing) == [21 * HOUR, 22 * HOUR]
     gl.fill(missing, {rk[0]: [21.0, 0.0]}, rk, keep_from=later[0])
-    assert (gl.first, gl.last) == (11 * HOUR, 22 * HOUR)
+    assert (gl.rows[rk[0]].first, gl.rows[rk[0]].last) == (11 * HOUR, 22 * HOUR)
     assert gl.total(rk[0], range(21 * HOUR, 22 * HOUR + 1, HOUR)) == 21.0  # an hour with no samples: no events
     assert math.isnan(gl.total(rk[0], range(9 * HOUR, 12 * HOUR + 1, HOUR)))  # never guess an hour
 
 
-def test_a_new_key_in_a_group_refills_the_whole_range() -> None:
+def test_a_new_key_in_a_group_misses_the_whole_range_and_the_others_nothing() -> None:
     gl = GroupLedger()
     need = range(HOUR, 5 * HOUR + 1, HOUR)
     gl.fill(need, {}, [("total", ("a",))], keep_from=HOUR)
     assert gl.missing(need, [("total", ("a",)), ("total", ("b",))]) == need
+    assert gl.missing(need, [("total", ("a",))]) == range(0)
+    assert gl.missing(need, [("total", ("b",))]) == need
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=200), st.data())
@@ -197,7 +199,7 @@ def test_a_non_finite_hour_is_unknown_while_in_a_window_and_forgotten_after() ->
     assert gl.total(rk, range(4 * HOUR, 10 * HOUR + 1, HOUR)) == 7.0  # the sums after it are intact
     later = range(5 * HOUR, 11 * HOUR + 1, HOUR)
     gl.fill(gl.missing(later, [rk]), {rk: [1.0]}, [rk], keep_from=later[0])
-    assert gl.total(rk, later) == 7.0 and gl.unusable == {}
+    assert gl.total(rk, later) == 7.0 and gl.rows[rk].unusable == set()
 
 
 def test_running_sum_rounding_never_makes_more_good_than_total_events() -> None:
