@@ -503,11 +503,11 @@ OPENAPI: dict[str, Any] = {
         "SLOStatus": {
             "type": "object",
             "required": ["service", "slo", "objective", "window", "state", "sli", "error_budget", "burn_rates",
-                         "exhaustion_at", "alerts", "evaluated_at", "error"],
+                         "exhaustion_at", "alerts", "evaluated_at", "error", "exclusion", "excluded_seconds"],
             "properties": {
                 "service": {"type": "string"},
                 "slo": {"type": "string"},
-                "kind": {"type": "string", "enum": ["ratio", "latency", "throughput"]},
+                "kind": {"type": "string", "enum": ["ratio", "latency", "throughput", "composite"]},
                 "objective": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "window": {"type": "string", "examples": ["30d", "month"]},
                 "state": {"type": "string", "enum": list(STATES)},
@@ -532,6 +532,45 @@ OPENAPI: dict[str, Any] = {
                 "warnings": {"type": "array", "items": {"type": "string"},
                              "description": "What the query API noted about answers it still vouched for "
                                             "(Prometheus 3's infos); answers with warnings make the SLO stale."},
+                "composite": {"$ref": "#/components/schemas/Composite"},
+                "exclusion": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Exclusion"}],
+                              "description": "The exclusion covering the evaluation instant; null when none does."},
+                "excluded_seconds": {
+                    "type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                    "description": "Seconds of each window (keyed as burn_rates) that the SLO's exclusions "
+                                   "cover: their events count neither as good nor as total. Empty without "
+                                   "exclusions.",
+                },
+            },
+        },
+        "Exclusion": {
+            "type": "object",
+            "required": ["reason", "start", "end"],
+            "properties": {
+                "reason": {"type": "string"},
+                "start": {"type": "string", "format": "date-time",
+                          "description": "The start of the current occurrence (of a recurring rule)."},
+                "end": {"type": "string", "format": "date-time", "description": "Its end (excluded: [start, end))."},
+            },
+        },
+        "Composite": {
+            "type": "object",
+            "description": "Only on composite SLOs (kind composite): how its SLI is made of its components'.",
+            "required": ["weighting", "components"],
+            "properties": {
+                "weighting": {"type": "string", "enum": ["weights", "events"],
+                              "description": "weights: the weighted mean of the components' SLIs; events: "
+                                             "their good events over their total events."},
+                "components": {"type": "array", "items": {
+                    "type": "object", "required": ["service", "slo", "weight", "sli"],
+                    "properties": {
+                        "service": {"type": "string"}, "slo": {"type": "string"},
+                        "weight": {"type": "number", "exclusiveMinimum": 0},
+                        "sli": {"type": "object", "additionalProperties": _NUM_OR_NULL,
+                                "description": "The component's own SLI by window name (as burn_rates); "
+                                               "null without events."},
+                    },
+                }},
             },
         },
         "Alert": {

@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 import slowatch
-from slowatch.adapters.render import rfc3339
+from slowatch.adapters.render import composite_document, rfc3339
 from slowatch.core.budget import BudgetStatus
 from slowatch.core.conventions import State
 from slowatch.core.model import alert_rows, nominal_length
@@ -131,7 +131,42 @@ def _row(view: DaemonView, s: BudgetStatus) -> dict[str, Any]:
         "rates": _burn_rates(s),
         "alerts": _alerts(view.alerts.get(slo.id, ())),
         "chart": _chart(view.history.get(slo.id, ())),
+        "components": _components(s),
+        **_excluded(s),
     }
+
+
+def _excluded(s: BudgetStatus) -> dict[str, Any]:
+    """The active exclusion, and the time excluded from the SLO window (per window in the title)."""
+    active = s.exclusion
+    whole = s.excluded_seconds.get(s.slo.window.name, 0.0)
+    return {
+        "exclusion": None if active is None else {
+            "reason": _shorten(active.exclusion.reason, 120),
+            "since": _clock(active.start, seconds=False), "until": _clock(active.end, seconds=False),
+        },
+        "excluded": _span(timedelta(seconds=whole)) if whole > 0 else "",
+        "excluded_title": "; ".join(f"{w}: {_span(timedelta(seconds=v))}"
+                                    for w, v in s.excluded_seconds.items() if v > 0),
+    }
+
+
+def _components(s: BudgetStatus) -> list[dict[str, str]]:
+    """A composite's components, each with its weight, its SLI over the SLO window, and its SLI
+    per window in the title (the /status document's ``composite``)."""
+    if s.slo.kind != "composite":
+        return []
+    window = s.slo.window.name
+    out = []
+    for c in composite_document(s)["components"]:
+        slis: dict[str, float | None] = c["sli"]
+        whole = slis[window]
+        out.append({
+            "id": f"{c['service']}/{c['slo']}", "weight": f"{c['weight']:g}",
+            "sli": "\u2014" if whole is None else _pct(whole, 3),
+            "title": "; ".join(f"{w}: {'no events' if v is None else _pct(v, 4)}" for w, v in slis.items()),
+        })
+    return out
 
 
 def _label(state: str) -> str:

@@ -6,12 +6,13 @@ Values are raw floats (JSON carries them at full precision); only the table roun
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slowatch.core import conventions
-from slowatch.core.budget import BudgetStatus
-from slowatch.core.windows import BURN_RATE_WINDOWS
+from slowatch.core.budget import SLO_WINDOW, BudgetStatus
+from slowatch.core.model import CompositeSLI
+from slowatch.core.windows import BURN_RATE_WINDOWS, format_duration
 from slowatch.view import AlertView
 
 
@@ -45,7 +46,45 @@ def slo_document(status: BudgetStatus, alerts: Sequence[AlertView] = ()) -> dict
         "evaluated_at": rfc3339(status.at),
         "error": status.error,
         "warnings": list(status.warnings),
+        "exclusion": exclusion_document(status),
+        "excluded_seconds": dict(status.excluded_seconds),
+        **({"composite": composite_document(status)} if isinstance(slo.sli, CompositeSLI) else {}),
     }
+
+
+def exclusion_document(status: BudgetStatus) -> dict[str, Any] | None:
+    """The exclusion covering the evaluation instant: its reason and current occurrence."""
+    active = status.exclusion
+    if active is None:
+        return None
+    return {"reason": active.exclusion.reason, "start": rfc3339(active.start), "end": rfc3339(active.end)}
+
+
+def _excluded_line(s: BudgetStatus) -> str:
+    """One table line for an SLO with excluded time: the active exclusion, the excluded time per window."""
+    active = exclusion_document(s)
+    now = f"excluded now ({active['reason']}, {active['start']} .. {active['end']})" if active else "not excluded now"
+    spans = ", ".join(f"{w} {format_duration(timedelta(seconds=round(v)))}"
+                      for w, v in s.excluded_seconds.items() if v > 0)
+    return f"{s.slo.id}: {now}; excluded time: {spans or 'none'}"
+
+
+def composite_document(status: BudgetStatus) -> dict[str, Any]:
+    """A composite's weighting and components: each with its weight and its own SLI per window
+    (keyed as ``burn_rates``; null without events, or when the component could not be measured)."""
+    slo = status.slo
+    assert isinstance(slo.sli, CompositeSLI)
+    windows = {w: w for w in BURN_RATE_WINDOWS} | {SLO_WINDOW: slo.window.name}
+    components = []
+    for c in slo.sli.components:
+        counts = status.components.get(c.slo, {})
+        service, _, name = c.slo.partition("/")
+        components.append({
+            "service": service, "slo": name, "weight": c.weight,
+            "sli": {shown: (e.good / e.total if (e := counts.get(w)) is not None and e.total > 0 else None)
+                    for w, shown in windows.items()},
+        })
+    return {"weighting": slo.sli.weighting, "components": components}
 
 
 def status_document(
@@ -84,6 +123,13 @@ def table(at: datetime | None, statuses: Sequence[BudgetStatus]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"evaluated at {rfc3339(at)}   (burn rates: x budget rate per window)"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for s in statuses:
+        if isinstance(s.slo.sli, CompositeSLI):
+            parts = composite_document(s)["components"]
+            shown = ", ".join(f"{p['service']}/{p['slo']} x{p['weight']:g} ({_pct(p['sli'][s.slo.window.name])})"
+                              for p in parts)
+            lines.append(f"{s.slo.id}: composite ({s.slo.sli.weighting}) of {shown}")
+    lines += [_excluded_line(s) for s in statuses if s.slo.exclusions]
     errors = [s for s in statuses if s.error]
     for s in errors:
         lines.append(f"{s.slo.id}: {s.state}: {s.error}")

@@ -19,6 +19,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from slowatch.adapters.metrics import exposition, new_registry
+from slowatch.adapters.page import render_page
+from slowatch.adapters.render import status_document
 from slowatch.core.budget import BudgetStatus, EventCounts, Measurement, evaluate, failed, occurrence
 from slowatch.core.exclusions import intervals, merged
 from slowatch.core.measure import Answer, Span
@@ -313,3 +315,21 @@ def test_metrics_export_each_windows_excluded_seconds_and_whether_an_exclusion_i
     assert got[key("slowatch_slo_excluded_seconds", "later", window="6h")] == 7200.0
     # An SLO without exclusions exports neither (no 8 zero series per SLO across a fleet).
     assert not [k for k in got if ("slo", "plain") in k[1]]
+
+
+# --- /status and the page -------------------------------------------------------------------------
+
+
+def test_status_shows_the_active_exclusion_and_each_windows_excluded_seconds() -> None:
+    covered = evaluate(slo_with(WEEKLY), Measurement(at=SUNDAY_0315_PARIS, counts={"slo": EventCounts(90.0, 100.0)}))
+    plain = evaluate(replace(slo_with(), name="plain"), Measurement(at=SUNDAY_0315_PARIS, counts={}))
+    doc = status_document(SUNDAY_0315_PARIS, [covered, plain])
+    first, second = doc["slos"]
+    assert first["exclusion"] == {"reason": "weekly maintenance", "start": "2026-11-29T01:00:00Z",
+                                  "end": "2026-11-29T03:00:00Z"}
+    assert first["excluded_seconds"] == dict(covered.excluded_seconds)
+    assert (second["exclusion"], second["excluded_seconds"]) == (None, {})
+    body = render_page(DaemonView(at=SUNDAY_0315_PARIS, statuses=(covered, plain), ready=True), now=SUNDAY_0315_PARIS)
+    assert "excluded now: weekly maintenance · Nov 29 01:00 UTC to Nov 29 03:00 UTC" in body
+    assert "9h 15m of the 30d window excluded" in body  # 1h15m today, 2h on each of the 4 Sundays before
+    assert body.count("excluded now") == 1
