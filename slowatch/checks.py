@@ -20,7 +20,7 @@ from typing import Protocol
 import promql_parser
 
 from slowatch.core.measure import le_spellings
-from slowatch.core.model import SLO, LatencySLI, RatioSLI, ThroughputSLI, window_span
+from slowatch.core.model import SLO, CompositeSLI, LatencySLI, RatioSLI, ThroughputSLI, window_span
 from slowatch.core.promql import WINDOW_PLACEHOLDER, go_float, selector_with
 from slowatch.core.windows import format_duration
 
@@ -109,6 +109,8 @@ def _parse_le(value: str) -> float | None:
 def live_problems(slos: Sequence[SLO], source: SeriesSource, at: datetime) -> list[str]:
     problems: list[str] = []
     for slo in slos:
+        if isinstance(slo.sli, CompositeSLI):
+            continue  # no query of its own: its components are checked as the SLOs they are
         span = window_span(slo.window, at)
         where = f"{slo.source}: {slo.id}"
         for selector in dict.fromkeys(_selectors(slo)):

@@ -60,13 +60,15 @@ class Cycle:
         dashboard_url: alerting.DashboardURL | None = None,
         timer: Callable[[], float] = time.monotonic,
         regressions: Callable[[Sequence[SLO], datetime], Mapping[str, Sequence[RegressionRow]]] | None = None,
+        spec: Callable[[], Mapping[str, SLO]] | None = None,
     ) -> None:
         """``book``: the alert book saved by a previous run (its sink was built with the saved
         pending resolves). ``clock``: when the cycle delivers: a firing alert's validity counts
         from the post, so a cycle slower than it must not post from its evaluation instant (the
         alert would arrive expired, resolve and fire again). None: at the evaluation instant, for
         simulations whose time is only the instants passed to ``run``. ``timer``:
-        seconds, for the cycle-duration histogram."""
+        seconds, for the cycle-duration histogram. ``spec``: the whole spec by id, where a shard's
+        composites find components another shard owns (measured, never published or alerted)."""
         self._slos = tuple(slos)
         self._source = source
         self._sink = sink
@@ -79,6 +81,7 @@ class Cycle:
         self._timer = timer
         self._regressions = regressions
         self._clock = clock
+        self._spec = spec
         self._previous: dict[str, BudgetStatus] = {}
         self._history = StatusHistory()
         self._findings: dict[str, Sequence[RegressionRow]] = {}
@@ -105,7 +108,8 @@ class Cycle:
         with self._lock:
             slos = self._slos
             previous = dict(self._previous)
-        snapshot = engine.evaluate(slos, self._source, at, previous=previous, executor=self._executor)
+        snapshot = engine.evaluate(slos, self._source, at, previous=previous, executor=self._executor,
+                                   spec=self._spec() if self._spec is not None else None)
         _log_internal_errors(snapshot)
         # alerting.regression checks (their own schedule; Prometheus is asked outside the lock). A bug
         # there must not stop the cycle: its tickets stay as they are, and the log says why.

@@ -10,6 +10,12 @@ batch), with a message fit for /status (a URL in it loses its user and password)
     QueryError (query or data unusable)  error
     any other exception (a bug)          error ("internal error: ..."), the exception kept with its
                                          traceback in ``Outcome.failure`` for the caller to log
+
+Composites (``sli.composite``) are never sent to the source: after measuring, each is combined
+from its components' measurements (``core.composite``, nested ones first), then evaluated like
+any SLO. A component that failed fails the composite the same way (stale, error), the message
+naming the component. A composite's components outside ``slos`` (another shard's SLOs) are
+looked up in ``spec`` and measured too, without an outcome of their own.
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from slowatch.adapters.urls import scrub
-from slowatch.core import budget
-from slowatch.core.budget import BudgetStatus, Measurement
-from slowatch.core.model import SLO
-from slowatch.errors import QueryError, SourceError
+from slowatch.core import budget, composite
+from slowatch.core.budget import BudgetStatus, EventCounts, Measurement
+from slowatch.core.model import SLO, CompositeSLI
+from slowatch.errors import QueryError, SourceError, SourceUnavailable
 from slowatch.ports import BatchSource, Source
 
 __all__ = ["BatchSource", "Outcome", "Snapshot", "Source", "evaluate", "evaluate_one", "outcome"]
@@ -58,11 +64,7 @@ class Snapshot:
 
 
 def evaluate_one(slo: SLO, source: Source, at: datetime, previous: BudgetStatus | None = None) -> Outcome:
-    try:
-        measured: Measurement | Exception = source.measure(slo, at)
-    except Exception as exc:  # a bug for one SLO must not take the others down
-        measured = exc
-    return outcome(slo, measured, at, previous)
+    return outcome(slo, _measure_one(slo, source, at), at, previous)
 
 
 def outcome(slo: SLO, measured: Measurement | Exception, at: datetime, previous: BudgetStatus | None) -> Outcome:
@@ -96,30 +98,88 @@ def evaluate(
     previous: Mapping[str, BudgetStatus] | None = None,
     executor: Executor | None = None,
     concurrency: int = 8,
+    spec: Mapping[str, SLO] | None = None,
 ) -> Snapshot:
+    """``spec``: every SLO of the spec by id, where the components of ``slos``' composites are found
+    when they are not in ``slos`` (a shard's composite over another shard's SLOs)."""
     previous = previous or {}
     if executor is None:
         with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="eval") as pool:
-            return _run(slos, source, at, previous, pool)
-    return _run(slos, source, at, previous, executor)
+            return _run(slos, source, at, previous, pool, spec or {})
+    return _run(slos, source, at, previous, executor, spec or {})
 
 
 def _run(
     slos: Sequence[SLO], source: Source | BatchSource, at: datetime, previous: Mapping[str, BudgetStatus],
-    pool: Executor,
+    pool: Executor, spec: Mapping[str, SLO],
 ) -> Snapshot:
+    measuring = composite.closure(slos, {**spec, **{s.id: s for s in slos}})
+    # Composites have no query: only the SLOs with one go to the source.
+    queried = [s for s in measuring if not composite.is_composite(s)]
+    measured: dict[str, Measurement | Exception]
     if isinstance(source, BatchSource):
-        measured: Mapping[str, Measurement | Exception]
         try:
-            measured = source.measure_all(slos, at, pool)
+            measured = dict(source.measure_all(queried, at, pool))
         except Exception as exc:  # a bug in planning fails every SLO (one exception, logged once)
-            measured = dict.fromkeys((s.id for s in slos), exc)
-        return Snapshot(at=at, outcomes=tuple(
-            outcome(slo, measured.get(slo.id, _not_measured(slo)), at, previous.get(slo.id)) for slo in slos
-        ))
-    one: Source = source
-    futures = [pool.submit(evaluate_one, slo, one, at, previous.get(slo.id)) for slo in slos]
-    return Snapshot(at=at, outcomes=tuple(f.result() for f in futures))
+            measured = dict.fromkeys((s.id for s in queried), exc)
+    else:
+        one: Source = source
+        futures = [(slo.id, pool.submit(_measure_one, slo, one, at)) for slo in queried]
+        measured = {slo_id: f.result() for slo_id, f in futures}
+    for c in composite.evaluation_order(measuring):
+        measured[c.id] = _combined(c, measured)
+    outcomes = []
+    for slo in slos:
+        result = outcome(slo, measured.get(slo.id, _not_measured(slo)), at, previous.get(slo.id))
+        if composite.is_composite(slo) and result.failure is None:
+            result = replace(result, status=replace(result.status, components=_component_counts(slo, measured)))
+        outcomes.append(result)
+    return Snapshot(at=at, outcomes=tuple(outcomes))
+
+
+def _measure_one(slo: SLO, source: Source, at: datetime) -> Measurement | Exception:
+    try:
+        return source.measure(slo, at)
+    except Exception as exc:  # a bug for one SLO must not take the others down
+        return exc
+
+
+def _combined(slo: SLO, measured: Mapping[str, Measurement | Exception]) -> Measurement | Exception:
+    """The composite's measurement, or the failure of its first failed component (a query error
+    or a bug before a source failure: those are ``error``, the composite cannot be evaluated)."""
+    absent = composite.missing(slo, measured)
+    if absent:
+        return LookupError(f"component {absent[0]} is not in the spec this evaluation was given")
+    failures = [(c, f) for c in _ids(slo) if isinstance(f := measured[c], Exception)]
+    if not failures:
+        return composite.combine(slo, {c: m for c in _ids(slo) if isinstance(m := measured[c], Measurement)})
+    name, exc = next(((c, f) for c, f in failures if not isinstance(f, SourceUnavailable)), failures[0])
+    message = f"component {name}: {exc}"
+    wrapped: Exception
+    if isinstance(exc, QueryError):
+        wrapped = QueryError(message)
+    elif isinstance(exc, SourceError):
+        wrapped = SourceUnavailable(message)
+    else:  # a bug: the composite is `error`, the component's traceback kept as the cause
+        wrapped = ComponentError(f"component {name}: {type(exc).__name__}: {exc}")
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+class ComponentError(Exception):
+    """A composite's component failed with an internal error (a bug), named in the message."""
+
+
+def _ids(slo: SLO) -> list[str]:
+    sli = slo.sli
+    assert isinstance(sli, CompositeSLI)
+    return [c.slo for c in sli.components]
+
+
+def _component_counts(
+    slo: SLO, measured: Mapping[str, Measurement | Exception],
+) -> dict[str, Mapping[str, EventCounts]]:
+    return {c: m.counts for c in _ids(slo) if isinstance(m := measured.get(c), Measurement)}
 
 
 def _not_measured(slo: SLO) -> Exception:

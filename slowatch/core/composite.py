@@ -11,25 +11,22 @@ Both are written as ``EventCounts`` so that ``core.budget.evaluate`` needs no sp
 weights, good is ``Σ wᵢ·SLIᵢ`` and total ``Σ wᵢ`` (the counts are then weights, not events, and
 /status says so through the SLO's kind).
 
-A component that could not be measured makes the composite unmeasurable too: ``combine``
-returns which one, and why, and the caller turns that into the composite's ``error``/``stale``.
+The spec keeps this sound (``slowatch.spec``): a composite has its components' window (its SLI
+over a window is theirs over that same window), ``weighting: events`` sums counts of one kind
+(events, or time slices), and a composite has no exclusions of its own (its components apply
+theirs).
+
+A component's refused data becomes the composite's problem, naming the component (``combine``);
+a component that could not be measured at all (source down, query rejected) makes the composite
+``stale`` or ``error`` (``slowatch.engine``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from slowatch.core.budget import EventCounts, Measurement
+from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement, quality_problem
 from slowatch.core.model import EVENTS, SLO, CompositeSLI
-
-
-@dataclass(frozen=True)
-class MissingComponent:
-    """A component without a measurement at this instant, and why."""
-
-    slo: str
-    reason: str
 
 
 def is_composite(slo: SLO) -> bool:
@@ -38,30 +35,35 @@ def is_composite(slo: SLO) -> bool:
 
 def combine(slo: SLO, components: Mapping[str, Measurement]) -> Measurement:
     """The composite's counts per window from its components' measurements at the same instant
-    (every component must be in ``components``: see ``missing``)."""
+    (every component must be in ``components``: see ``missing``). A component's problems, and
+    counts its own evaluation would refuse (NaN, negative, good over total), become the
+    composite's problems, naming the component: nothing unusable is averaged in."""
     sli = slo.sli
     assert isinstance(sli, CompositeSLI)
-    parts = [(components[c.slo], c.weight) for c in sli.components]
-    at = parts[0][0].at
-    names = sorted({name for m, _ in parts for name in m.counts})
+    parts = [(c.slo, components[c.slo], c.weight) for c in sli.components]
+    problems = [f"component {name}: {p}" for name, m, _ in parts for p in m.problems]
+    problems += [f"component {name}: {p}" for name, m, _ in parts for w, c in m.counts.items()
+                 if (p := quality_problem(slo.window.name if w == SLO_WINDOW else w, c))]
+    warnings = tuple(f"component {name}: {w}" for name, m, _ in parts for w in m.warnings)
+    at = parts[0][1].at
+    if problems:
+        return Measurement(at=at, counts={}, problems=tuple(problems), warnings=warnings)
     counts: dict[str, EventCounts] = {}
-    for name in names:
+    for window in sorted({w for _, m, _ in parts for w in m.counts}):
         good = total = 0.0
-        for m, weight in parts:
-            c = m.counts.get(name)
+        for _, m, weight in parts:
+            c = m.counts.get(window)
             if c is None or c.total <= 0:
                 continue  # no events in this window: leaves both sums
             if sli.weighting == EVENTS:
                 good, total = good + c.good, total + c.total
             else:
                 good, total = good + weight * (c.good / c.total), total + weight
-        counts[name] = EventCounts(good=good, total=total)
-    problems = tuple(f"{c.slo}: {p}" for c, (m, _) in zip(sli.components, parts, strict=True) for p in m.problems)
-    warnings = tuple(f"{c.slo}: {w}" for c, (m, _) in zip(sli.components, parts, strict=True) for w in m.warnings)
-    return Measurement(at=at, counts=counts, problems=problems, warnings=warnings)
+        counts[window] = EventCounts(good=good, total=total)
+    return Measurement(at=at, counts=counts, warnings=warnings)
 
 
-def missing(slo: SLO, components: Mapping[str, Measurement]) -> list[str]:
+def missing(slo: SLO, components: Mapping[str, object]) -> list[str]:
     """Component ids without a measurement."""
     sli = slo.sli
     assert isinstance(sli, CompositeSLI)
