@@ -30,7 +30,7 @@ from slowatch import shard
 from slowatch.adapters.alertmanager import AlertmanagerClient
 from slowatch.adapters.http import App, Server, serve
 from slowatch.adapters.ledger_store import LedgerStore
-from slowatch.adapters.metrics import new_registry
+from slowatch.adapters.metrics import Prerendering, new_registry
 from slowatch.adapters.planned import PlannedSource
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.adapters.state import SavedState, StateStore
@@ -82,7 +82,8 @@ class Daemon:
             # turns ready only once a cycle ran with it), saved after each hour is added.
             source=PlannedSource(self.prometheus,
                                  store=LedgerStore(settings.state_dir) if settings.state_dir else None),
-            sink=self.alertmanager, store=self.store, publisher=self.holder, telemetry=self.metrics,
+            sink=self.alertmanager, store=self.store, telemetry=self.metrics,
+            publisher=Prerendering(self.holder, self.registry),  # /metrics rendered off the scrape's path
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
             # alerting.regression: checked every few minutes, on the plain client (instant queries).
             regressions=RegressionWatch(self.prometheus).run,

@@ -259,6 +259,25 @@ def test_the_exposition_follows_the_view_and_the_counters_between_views() -> Non
     assert b'slo="login"' not in text and b'slo="checkout"' in text and b"slowatch_queries_total 2.0" in text
 
 
+def test_a_published_view_is_rendered_before_the_next_scrape_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slowatch.adapters import metrics as module
+
+    holder = ViewHolder(DaemonView(at=AT, statuses=(LOGIN,), ready=True))
+    registry, _ = new_registry(holder, process=False)
+    exposition(registry, "", gzipped=True)  # a scraper that asks for gzip text
+    publisher = module.Prerendering(holder, registry)
+    publisher.publish(DaemonView(at=AT, statuses=(CHECKOUT,), ready=True))
+    assert publisher.last is not None
+    publisher.last.join(10)
+
+    def refuse(self: object) -> str:
+        raise AssertionError("the scrape rendered the view: it was not ready")
+
+    monkeypatch.setattr(module._Rendering, "render", refuse)
+    body, _ = exposition(registry, "", gzipped=True)
+    assert b'slo="checkout"' in gzip.decompress(body) and publisher.current() is holder.get()
+
+
 # --- self metrics -----------------------------------------------------------------------------------
 
 
