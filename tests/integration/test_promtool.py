@@ -7,10 +7,12 @@ packages prometheus (promtool) and victoria-metrics (vmalert).
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,14 @@ from slowatch.core.model import (
     SLO,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
+    Exclusion,
     LatencySLI,
     RatioSLI,
     RollingWindow,
     ThroughputSLI,
+    Weighting,
     nominal_length,
 )
 from slowatch.core.rules import RuleFile, rule_files
@@ -70,9 +76,24 @@ HAND_BUILT = [
         LatencySLI("render_seconds", '{app="billing"}', 2.0)),
     SLO("quiet", "no-alerts", 99, RollingWindow(30 * DAY), RatioSLI(total="q_total", errors="q_errors_total"),
         alerting=AlertPolicy(budget_consumed=(), burn_rate=False)),
+    # Sundays 02:00 from 1970-01-04: after every scenario, so the scenarios show that windows
+    # summed from the (unmasked) steps alert exactly as the counters do.
+    SLO("shop", "checkout-maintained", 99.9, RollingWindow(30 * DAY),
+        RatioSLI(total='http_requests_total{job="shop",handler="/cart"}',
+                 errors='http_requests_total{job="shop",handler="/cart",code=~"5.."}'),
+        exclusions=(Exclusion("weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                              duration=2 * timedelta(hours=1), start=datetime(1970, 1, 1, tzinfo=UTC)),)),
+    SLO("journey", "checkout", 99.5, RollingWindow(30 * DAY),
+        CompositeSLI((Component("shop/checkout-errors", 1), Component("search/rpc-success", 3),
+                      Component("queue/jobs", 5)))),
+    SLO("journey", "everything", 99, RollingWindow(7 * DAY),
+        CompositeSLI((Component("journey/checkout", 1), Component("api/grpc-latency", 2)), "events"),
+        exclusions=(Exclusion("freeze", start=datetime(2026, 12, 24, tzinfo=UTC),
+                              end=datetime(2026, 12, 27, tzinfo=UTC)),)),
 ]
 # SLIs whose series the test generator cannot synthesise (their rules are still checked).
-UNSUPPORTED = {"batch/raw-ratio", "ingest/hourly-bursts", "gateway/burst-throughput"}
+UNSUPPORTED = {"batch/raw-ratio", "ingest/hourly-bursts", "gateway/burst-throughput", "journey/checkout",
+               "journey/everything"}
 
 
 def tool(name: str, version: str) -> str:
@@ -139,16 +160,17 @@ def test_vmalert_dry_run_does_reject_a_broken_file(tmp_path: Path, vmalert: str)
 # --- promtool test rules with generated tests ----------------------------------------------------------
 
 
-def generated_test(slo: SLO, work: Path) -> tuple[Path, dict[str, Any]]:
+def generated_test(slo: SLO, work: Path, scenarios: Sequence[rules_tests.Scenario] | None = None,
+                   ) -> tuple[Path, dict[str, Any]]:
     """This SLO's rules alone (another SLO's rules could match the same synthetic series) and a
-    promtool test file for every scenario that applies to it."""
+    promtool test file for ``scenarios`` (default: every scenario that applies to it)."""
     files = rule_files([slo])
     pairs = []
     for f in files:
         path = work / f"{f.kind}.yaml"
         write_atomically(path, rulefiles.render_rule_file(f))
         pairs.append((path.name, f))
-    doc = rules_tests.build_document(slo, pairs, rules_tests.scenarios_for(slo))
+    doc = rules_tests.build_document(slo, pairs, rules_tests.scenarios_for(slo) if scenarios is None else scenarios)
     test_file = work / "test.yaml"
     write_atomically(test_file, rulefiles.render_mapping(doc, (f"promtool test rules for {slo.id}",)))
     return test_file, doc
@@ -228,3 +250,88 @@ def test_a_step_group_evaluated_every_minute_would_count_every_event_five_times(
     assert pairs, result.stderr[-3000:]
     # Nearly five times: the first steps of the series see less than 5 minutes of counter.
     assert all(4.5 * float(exp) < float(got) <= 5 * float(exp) for exp, got in pairs if float(exp) > 0)
+
+
+# --- exclusions and composites ------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # promtool's time 0
+EXCLUDED_INCIDENT = rules_tests.Scenario(
+    "an hour of nothing but errors, then an hour of healthy traffic",
+    (rules_tests.Phase(60, 0.0), rules_tests.Phase(60, 1.0), rules_tests.Phase(60, 0.0)), (60, 90, 120, 180))
+ALL_PAGES = {("1h", "page"), ("6h", "page"), ("3d", "ticket")}
+
+
+@pytest.mark.parametrize(("exclusions", "at_120m"), [
+    pytest.param((), ALL_PAGES, id="without an exclusion the hour of errors pages"),
+    pytest.param((Exclusion("migration", start=EPOCH + timedelta(minutes=60), end=EPOCH + timedelta(minutes=120)),),
+                 set(), id="a one-off exclusion over the hour of errors pages nobody"),
+    pytest.param((Exclusion("nightly batch", rrule="FREQ=DAILY;BYHOUR=1;BYMINUTE=0;BYSECOND=0",
+                            duration=timedelta(hours=1), start=EPOCH),),
+                 set(), id="a recurring exclusion over the hour of errors pages nobody"),
+])
+def test_an_excluded_incident_does_not_page_and_its_steps_record_no_events(
+    exclusions: tuple[Exclusion, ...], at_120m: set[tuple[str, str]], tmp_path: Path, promtool: str,
+) -> None:
+    slo = replace(HAND_BUILT[0], exclusions=exclusions)
+    test_file, doc = generated_test(slo, tmp_path, [EXCLUDED_INCIDENT])
+    result = run([promtool, "test", "rules", test_file.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    fired = {(a["exp_labels"]["long_window"], a["exp_labels"]["severity"])
+             for a in expected(doc, EXCLUDED_INCIDENT.name, "120m", c.BUDGET_BURN)}
+    assert fired == at_120m
+    if exclusions:
+        # promtool checked these: the step ending inside the exclusion records 0, the one before it
+        # its five minutes of events.
+        [case] = doc["tests"]
+        steps = {(t["eval_time"], t["expr"].split("{")[0]): [x["value"] for x in t["exp_samples"]]
+                 for t in case["promql_expr_test"]}
+        assert steps[("60m", c.STEP_EVENTS_TOTAL)] == [5 * rules_tests.EVENTS_PER_MINUTE]
+        assert steps[("90m", c.STEP_EVENTS_TOTAL)] == [0]
+        assert steps[("120m", c.STEP_EVENTS_GOOD)] == [0]
+
+
+COMPOSITE_PARTS = {s.id: s for s in HAND_BUILT if s.id in ("shop/checkout-errors", "search/rpc-success", "queue/jobs")}
+
+
+@pytest.mark.parametrize("weighting", [pytest.param("weights", id="weights: the weighted mean of the SLIs"),
+                                       pytest.param("events", id="events: summed good over summed total")])
+def test_a_composites_recorded_sli_is_the_daemons_combination_of_its_components(
+    weighting: Weighting, tmp_path: Path, promtool: str,
+) -> None:
+    """shop/checkout-errors (weight 1) fails 20% for its second hour, search/rpc-success (weight 3)
+    1% throughout, queue/jobs (weight 5) has no events: it leaves both sums."""
+    composite = SLO("journey", "checkout", 99.5, RollingWindow(30 * DAY), CompositeSLI(
+        (Component("shop/checkout-errors", 1), Component("search/rpc-success", 3), Component("queue/jobs", 5)),
+        weighting))
+    parts = list(COMPOSITE_PARTS.values())
+    files = rule_files([*parts, composite])
+    paths = write(files, tmp_path)
+    scenarios = {
+        "shop/checkout-errors": rules_tests.Scenario("", (rules_tests.Phase(60, 0.0), rules_tests.Phase(60, 0.2)), ()),
+        "search/rpc-success": rules_tests.Scenario("", (rules_tests.Phase(120, 0.01),), ()),
+        "queue/jobs": None,
+    }
+    case = rules_tests.composite_case(composite, {i: (COMPOSITE_PARTS[i], s) for i, s in scenarios.items()},
+                                      (60, 120))
+    last = c.windows_group("journey", "checkout"), c.period_group("journey", "checkout")
+    doc = {
+        "rule_files": [str(p.relative_to(tmp_path)) for p in paths],
+        "evaluation_interval": rules_tests.EVALUATION_INTERVAL,
+        # The components' groups first: the composite reads what they record at the same instant.
+        "group_eval_order": [g.name for f in files if f.kind == "rules" for g in f.groups if g.name not in last]
+                            + list(last),
+        "tests": [case],
+    }
+    test_file = tmp_path / "composite-test.yaml"
+    write_atomically(test_file, rulefiles.render_mapping(doc))
+    result = run([promtool, "test", "rules", test_file.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+    # What promtool checked is the weighted mean (or the event ratio) of the components' SLIs,
+    # written out here from the scenario: over the last hour at 120m, 80% and 99% good.
+    values = {(t["eval_time"], t["expr"]): [x["value"] for x in t["exp_samples"]] for t in case["promql_expr_test"]}
+    [one_hour] = values[("120m", 'slowatch:slo_sli:ratio{service="journey",slo="checkout",window="1h"}')]
+    n = rules_tests.EVENTS_PER_MINUTE * 60
+    want = (1 * 0.8 + 3 * 0.99) / (1 + 3) if weighting == "weights" else (0.8 * n + 0.99 * n) / (2 * n)
+    assert math.isclose(one_hour, want, rel_tol=1e-12)
+    assert values[("60m", 'slowatch:slo_period_sli:ratio{service="journey",slo="checkout",window="30d"}')]

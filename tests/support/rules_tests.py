@@ -28,7 +28,18 @@ import promql_parser
 
 from slowatch.core import conventions as c
 from slowatch.core.budget import SLO_WINDOW, BudgetStatus, EventCounts, Measurement, evaluate
-from slowatch.core.model import SLO, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI, alert_rows, nominal_length
+from slowatch.core.composite import combine
+from slowatch.core.exclusions import excluded_seconds, merged
+from slowatch.core.model import (
+    SLO,
+    CompositeSLI,
+    LatencySLI,
+    RatioSLI,
+    RollingWindow,
+    ThroughputSLI,
+    alert_rows,
+    nominal_length,
+)
 from slowatch.core.promql import go_float, quote, selector_with
 from slowatch.core.rules import (
     VALUE_PERCENT,
@@ -193,12 +204,14 @@ def _cumulative(values: Sequence[int]) -> list[int]:
 
 
 class _Counts:
-    """The good and total events the generated rules see at minute ``t``."""
+    """The good and total events the generated rules see at minute ``t``. ``masked``: the SLO has
+    exclusions, these steps (by their last minute) are excluded, and every window sums steps."""
 
-    def __init__(self, m: _Minutes) -> None:
+    def __init__(self, m: _Minutes, masked: frozenset[int] | None = None) -> None:
         self.m = m
         self.total = _cumulative(m.total)
         self.bad = _cumulative(m.bad)
+        self.masked = masked
 
     def _sum(self, lo: int, hi: int) -> EventCounts | None:
         """Events of minutes lo..hi (slices) or the counter increase from lo to hi (events)."""
@@ -218,18 +231,65 @@ class _Counts:
 
     def window(self, t: int, minutes: int) -> EventCounts | None:
         # For counters the increase since t - w (a closed range); for slices the points in
-        # (t - w, t], w/1m of them, as the daemon counts them.
+        # (t - w, t], w/1m of them, as the daemon counts them. With exclusions, the steps.
+        if self.masked is not None:
+            return self.period(t, minutes)
         return self._sum(t - minutes + 1, t) if self.m.slices else self._sum(t - minutes, t)
+
+    def step(self, s: int) -> EventCounts | None:
+        """The step ending at minute ``s``: none before the first sample, 0 events when excluded."""
+        if self.masked is not None and s in self.masked:
+            return EventCounts(good=0, total=0)  # the rules record 0 whatever the counters did
+        return self._sum(s - _STEP_MINUTES + 1, s) if self.m.slices else self._sum(s - _STEP_MINUTES, s)
 
     def period(self, t: int, minutes: int) -> EventCounts | None:
         """Steps at every multiple of the step in (t - window, t], each left-open for slices."""
         good = total = 0.0
         seen = False
         for s in range(t, max(t - minutes, -1), -_STEP_MINUTES):
-            step = self._sum(s - _STEP_MINUTES + 1, s) if self.m.slices else self._sum(s - _STEP_MINUTES, s)
+            step = self.step(s)
             if step is not None:
                 good, total, seen = good + step.good, total + step.total, True
         return EventCounts(good=good, total=total) if seen else None
+
+
+# --- exclusions ---------------------------------------------------------------------------------
+
+
+def _at(minute: int) -> datetime:
+    return _EPOCH + timedelta(minutes=minute)
+
+
+def excluded_steps(slo: SLO, minutes: int) -> frozenset[int]:
+    """The steps (by their last minute) that ``slo``'s exclusions cover, from the exclusions
+    themselves (``core.exclusions``), not from the rules' formula. A step covered in part has no
+    exact expectation at step granularity: refused, so a test puts its boundaries on the steps."""
+    out = set()
+    for s in range(_STEP_MINUTES, minutes + 1, _STEP_MINUTES):
+        covered = excluded_seconds(merged(slo.exclusions, _at(s - _STEP_MINUTES), _at(s)))
+        if covered and covered != _STEP_MINUTES * 60:
+            raise ValueError(f"{slo.id}: the exclusions cover {covered:g} s of the step ending at {s}m; "
+                             f"put their boundaries on multiples of {c.STEP}")
+        if covered:
+            out.add(s)
+    return frozenset(out)
+
+
+def exclusion_gauge(slo: SLO, minutes: int) -> tuple[str, str]:
+    """The daemon's ``slowatch_exclusion_active`` for ``slo`` at each minute 0..minutes: 1 while an
+    exclusion covers that instant (the daemon's series without lag)."""
+    values = [1 if merged(slo.exclusions, _at(m), _at(m) + timedelta(milliseconds=1)) else 0
+              for m in range(minutes + 1)]
+    runs: list[str] = []
+    i = 0
+    while i < len(values):
+        n = 1
+        while i + n < len(values) and values[i + n] == values[i]:
+            n += 1
+        runs.append(str(values[i]) if n == 1 else f"{values[i]}+0x{n - 1}")
+        i += n
+    labels = {c.SERVICE_LABEL: slo.service, c.SLO_LABEL: slo.name}
+    return _series(c.EXCLUSION_ACTIVE, labels), " ".join(runs)
 
 
 # --- input series ---------------------------------------------------------------------------------
@@ -383,6 +443,8 @@ def _ratio_series(part: str, total: str, part_minutes: Sequence[int], total_minu
 
 def input_series(slo: SLO, m: _Minutes) -> list[tuple[str, Sequence[int]]]:
     sli = slo.sli
+    if isinstance(sli, CompositeSLI):
+        raise UnsupportedSLI(f"{slo.id}: a composite has no series of its own (see composite_case)")
     good = [t - b for t, b in zip(m.total, m.bad, strict=True)]
     if isinstance(sli, RatioSLI):
         if sli.raw:
@@ -508,7 +570,7 @@ def expected_alerts(slo: SLO, rules: Sequence[AlertingRule], counts: _Counts, t:
 def build_case(slo: SLO, files: Sequence[RuleFile], scenario: Scenario) -> dict[str, Any]:
     """One promtool test group: the scenario's series and the alerts expected at each check."""
     m = _minutes(slo, scenario)
-    counts = _Counts(m)
+    counts = _Counts(m, excluded_steps(slo, scenario.minutes) if slo.exclusions else None)
     rules = [r for f in files for g in f.groups for r in g.rules
              if isinstance(r, AlertingRule) and dict(r.labels).get(c.SLO_LABEL) == slo.name
              and dict(r.labels).get(c.SERVICE_LABEL) == slo.service]
@@ -519,11 +581,15 @@ def build_case(slo: SLO, files: Sequence[RuleFile], scenario: Scenario) -> dict[
         _, expected = expected_alerts(slo, rules, counts, t)
         for name, alerts in expected.items():
             checks.append({"eval_time": f"{t}m", "alertname": name, "exp_alerts": alerts})
-        sums += _period_sums(slo, counts, t)
+        sums += _period_sums(slo, counts, t) + _step_values(slo, counts, t)
+    series = [{"series": s, "values": _values(v)} for s, v in input_series(slo, m)]
+    if slo.exclusions:
+        gauge, values = exclusion_gauge(slo, scenario.minutes)
+        series.append({"series": gauge, "values": values})
     case: dict[str, Any] = {
         "name": f"{slo.id}: {scenario.name}",
         "interval": SAMPLE_INTERVAL,
-        "input_series": [{"series": s, "values": _values(v)} for s, v in input_series(slo, m)],
+        "input_series": series,
         "alert_rule_test": checks,
     }
     if sums:
@@ -545,6 +611,18 @@ def _period_sums(slo: SLO, counts: _Counts, t: int) -> list[dict[str, Any]]:
     return out
 
 
+def _step_values(slo: SLO, counts: _Counts, t: int) -> list[dict[str, Any]]:
+    """With exclusions: the step ending at ``t`` records its events, or 0 when excluded."""
+    if counts.masked is None:
+        return []
+    step = counts.step(t)
+    labels = dict(sorted(series_labels(slo)))
+    return [{"expr": selector(metric, slo), "eval_time": f"{t}m",
+             "exp_samples": [] if step is None else [{"labels": _series(metric, labels), "value": value}]}
+            for metric, value in ((c.STEP_EVENTS_GOOD, step.good if step else 0),
+                                  (c.STEP_EVENTS_TOTAL, step.total if step else 0))]
+
+
 def build_document(slo: SLO, files: Sequence[tuple[str, RuleFile]], scenarios: Sequence[Scenario]) -> dict[str, Any]:
     """A ``promtool test rules`` file for ``slo`` over the generated ``files`` (path as promtool
     should read it, and the file). The files should hold only this SLO's rules: promtool compares
@@ -557,3 +635,41 @@ def build_document(slo: SLO, files: Sequence[tuple[str, RuleFile]], scenarios: S
         "group_eval_order": [g.name for f in sorted(rule_files, key=lambda f: f.kind != "rules") for g in f.groups],
         "tests": [build_case(slo, rule_files, s) for s in scenarios],
     }
+
+
+# --- composites -------------------------------------------------------------------------------------
+
+
+def composite_case(composite: SLO, components: Mapping[str, tuple[SLO, Scenario | None]], checks: Sequence[int],
+                   ) -> dict[str, Any]:
+    """One promtool test group for a composite: each component's series follow its scenario (None:
+    counters that never move, a component without events), and at each check the composite's
+    recorded SLI of every window and of its SLO window equals ``core.composite.combine`` (the
+    daemon's definition) over the components' exact counts."""
+    series: list[dict[str, str]] = []
+    counts: dict[str, _Counts] = {}
+    length = max(s.minutes for _, s in components.values() if s is not None)
+    for slo_id, (slo, scenario) in components.items():
+        still = (0,) * (length + 1)
+        m = _minutes(slo, scenario) if scenario is not None else _Minutes(still, still, slices=False)
+        counts[slo_id] = _Counts(m)
+        series += [{"series": s, "values": _values(v)} for s, v in input_series(slo, m)]
+    assert isinstance(composite.window, RollingWindow)
+    window = composite.window.name
+    tests = []
+    for t in checks:
+        measured = {}
+        for slo_id, cnt in counts.items():
+            windows = {w: x for w in BURN_RATE_WINDOWS if (x := cnt.window(t, _minutes_of(w))) is not None}
+            if (period := cnt.period(t, _minutes_of(window))) is not None:
+                windows[SLO_WINDOW] = period
+            measured[slo_id] = Measurement(at=_EPOCH + timedelta(minutes=t), counts=windows)
+        combined = combine(composite, measured).counts
+        for name, metric, label in [*((w, c.SLI, w) for w in BURN_RATE_WINDOWS), (SLO_WINDOW, c.PERIOD_SLI, window)]:
+            got = combined.get(name)
+            labels = dict(sorted(series_labels(composite, label)))
+            samples = ([{"labels": _series(metric, labels), "value": got.good / got.total}]
+                       if got is not None and got.total > 0 else [])
+            tests.append({"expr": selector(metric, composite, label), "eval_time": f"{t}m", "exp_samples": samples})
+    return {"name": f"{composite.id}: the SLI of every window is the daemon's combination of its components'",
+            "interval": SAMPLE_INTERVAL, "input_series": series, "promql_expr_test": tests}
