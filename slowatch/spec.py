@@ -81,7 +81,7 @@ _RAW_EXCLUDED = (
     "exclusions need a ratio of series selectors: a raw query (total_query with " + WINDOW_PLACEHOLDER
     + ") is counted over whole windows only, so excluded spans cannot be subtracted from it; write "
     'the ratio as total/errors (or good) selectors, e.g. total: http_requests_total{service="auth"}, '
-    "or move this SLO out of the file's exclusions"
+    "or drop the exclusions (a file's apply to all its SLOs: move this one to another file)"
 )
 # What a missing key looks like when written, for "missing" problems.
 _EXAMPLES = {
