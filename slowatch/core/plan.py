@@ -41,7 +41,7 @@ from slowatch.core.measure import (
     shape_of,
     tagged_query,
 )
-from slowatch.core.model import SLO, LatencySLI, window_span
+from slowatch.core.model import SLO, CompositeSLI, LatencySLI, window_span
 from slowatch.core.promql import go_float
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
@@ -116,6 +116,8 @@ def group_slos(slos: Iterable[SLO]) -> list[Group]:
     """The SLOs grouped by shape: each group is measured by shared queries."""
     by_sig: dict[str, tuple[Shape, list[SLO]]] = {}
     for slo in slos:
+        if isinstance(slo.sli, CompositeSLI):  # no query of its own (slowatch.engine combines it)
+            raise ValueError(f"{slo.id} is a composite: measure its components, then core.composite.combine them")
         shape = shape_of(slo)
         by_sig.setdefault(shape.signature, (shape, []))[1].append(slo)
     groups = []

@@ -23,6 +23,7 @@ from slowatch.core import budget, composite
 from slowatch.core.alerting import BUDGET_BURN, BUDGET_CONSUMED
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
 from slowatch.core.model import EVENTS, SLO, AlertPolicy, Component, CompositeSLI, RollingWindow, Weighting
+from slowatch.core.plan import group_slos
 from slowatch.core.windows import BURN_RATE_WINDOWS
 from slowatch.cycle import Cycle
 from slowatch.errors import QueryError, SourceUnavailable, SpecError
@@ -395,3 +396,8 @@ def test_a_composites_own_page_and_budget_alert_fire_when_its_components_burn(po
                      (BUDGET_BURN, "checkout", "3d"), (BUDGET_BURN, "checkout", "6h")}
     assert [s.slo.id for s in holder.get().statuses] == [CHECKOUT.id]
     assert {p.labels["slo"] for p in alertmanager.received()} == {"checkout"}
+
+
+def test_the_planner_refuses_a_composite_so_none_ever_reaches_a_query() -> None:
+    with pytest.raises(ValueError, match="shop/checkout is a composite"):
+        group_slos([LOGIN, CHECKOUT])
