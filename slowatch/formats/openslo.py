@@ -17,6 +17,21 @@ How each construct maps (and what is refused, with what slowatch does instead):
     objectives                     one SLO each: the SLO's name, then -displayName (or -index)
     AlertCondition burnrate        must be rows of slowatch's burn-rate table (SRE workbook 5-8)
     slowatch/* annotations         what OpenSLO has no field for (budget-consumed alerts, runbook)
+    composite (v1)                 objectives carrying indicator/indicatorRef and compositeWeight: see below
+
+Composite SLOs (v1 only; v1alpha has none). The shape followed is OpenSLO's Go SDK
+(github.com/OpenSLO/go-sdk, pkg/openslo/v1/slo.go: ``SLOObjective.Indicator``/``IndicatorRef``/
+``CompositeWeight``, "'indicator' or 'indicatorRef' fields must either be defined on the 'spec'
+level (standard SLOs) or on the 'spec.objectives[*]' level (composite SLOs)", compositeWeight > 0):
+an SLO whose objectives each carry their own indicator is a composite of them. Each objective
+becomes a component SLO of the same service, named as several objectives are (the SLO's name,
+then -displayName or -index), with its target, the SLO's window and no alerts of its own; the
+SLO itself becomes ``sli.composite`` over them with ``compositeWeight`` (default 1) as weights.
+Its objective is ``slowatch/composite-objective`` when written, else the weighted mean of the
+objectives' targets (what the composite SLI is when every component meets its target exactly).
+``convert --to openslo`` writes slowatch's composites this way, with ``slowatch/components``
+naming the SLOs the objectives stand for (read back, no component SLO is made: they are those)
+and ``slowatch/composite-weighting`` for ``weighting: events``, which OpenSLO has no field for.
 """
 
 from __future__ import annotations
@@ -45,6 +60,14 @@ KINDS = ("SLO", "SLI", "Service", "AlertPolicy", "AlertCondition", "AlertNotific
 BUDGET_CONSUMED = "slowatch/budget-consumed"
 RUNBOOK_URL = "slowatch/runbook-url"
 ANNOTATIONS = (BUDGET_CONSUMED, RUNBOOK_URL)
+# A composite's: the component SLO ids its objectives stand for (comma-separated, in order), its
+# weighting when not weights, and its objective (a percent).
+COMPONENTS = "slowatch/components"
+WEIGHTING = "slowatch/composite-weighting"
+COMPOSITE_OBJECTIVE = "slowatch/composite-objective"
+# An objective's keys that make its SLO a composite (OpenSLO v1), and its weight there.
+_COMPOSITE_KEYS = ("indicator", "indicatorRef")
+_WEIGHT = "compositeWeight"
 # The label naming an alert's notification targets (comma-separated): the specification leaves
 # delivery to the implementation and suggests a label Alertmanager routes on.
 TARGET_LABEL = "notification_target"
@@ -193,12 +216,21 @@ class _Reader:
             self.fail(s.at("budgetingMethod"),
                       f"budgetingMethod must be Occurrences, Timeslices or RatioTimeslices, got {show(method)}")
             method = None
-        indicator = self.indicator(spec, s)
         objectives = spec.get("objectives")
         if not isinstance(objectives, list) or not objectives:
+            self.indicator(spec, s)
             self.fail(s.at("objectives"), "objectives must list at least one objective: - {target: 0.999}")
             return []
         self.where_spec = spec
+        if self.version == V1 and any(isinstance(o, dict) and any(k in o for k in _COMPOSITE_KEYS)
+                                      for o in objectives):
+            for key in _COMPOSITE_KEYS:
+                if key in spec:
+                    self.fail(s.at(key), "a composite SLO's indicators are on its objectives (each with "
+                              "compositeWeight), not on the SLO as well: remove this one")
+            return self.composite(objectives, s, name or "", service or "", labels, window, method or "", alerting,
+                                  meta.get("annotations"), spec.get("description"))
+        indicator = self.indicator(spec, s)
         natives = []
         for index, objective in enumerate(objectives):
             ow = s.at("objectives", index)
@@ -443,10 +475,14 @@ class _Reader:
         if self.version == V1ALPHA:
             known = (*known, "ratioMetrics")
         unknown_keys(o, known, ow, self.problems)
-        for composite in ("indicator", "indicatorRef", "compositeWeight"):
-            if composite in o:
-                self.fail(ow.at(composite), "composite SLOs (an indicator per objective) are not supported yet: "
-                          "write one SLO per indicator; slowatch reports each on its own")
+        if self.version == V1ALPHA:
+            for composite in (*_COMPOSITE_KEYS, _WEIGHT):
+                if composite in o:
+                    self.fail(ow.at(composite), "openslo/v1alpha has no composite SLOs: write the SLO as "
+                              "openslo/v1 (an indicator and compositeWeight on each objective)")
+        elif _WEIGHT in o:
+            self.fail(ow.at(_WEIGHT), "compositeWeight goes with an objective's own indicator or indicatorRef "
+                      "(a composite SLO): add one, or remove compositeWeight")
         percent = self.target(o, ow)
         if self.version == V1ALPHA and "ratioMetrics" in o:
             ratio = mapping(o["ratioMetrics"], ow.at("ratioMetrics"), self.problems, "ratioMetrics: {...}")
@@ -478,22 +514,113 @@ class _Reader:
             "slos[0].alerting": s.at("alertPolicies"),
             **{f"slos[0].{k}": v for k, v in places.items()},
         }
-        extras: tuple[tuple[str, AlertExtras], ...] = ()
-        if alerting is not None:
-            entry["alerting"] = alerting.policy
-            routed = self.rows_match(alerting.conditions, window, sli)
-            if routed is None:
-                return None
-            if alerting.no_data_targets:
-                routed.setdefault(TICKET, set()).update(alerting.no_data_targets)
-            extras = tuple(
-                (severity, AlertExtras(labels=((TARGET_LABEL, ",".join(sorted(names))),)))
-                for severity, names in sorted(routed.items()) if names
-            )
-        else:
-            entry["alerting"] = {"budget_consumed": [], "burn_rate": False}
+        routed = self.routed(alerting, window, sli, entry)
+        if routed is None:
+            return None
         data = {"apiVersion": "slowatch/v1", "service": service, "labels": labels, "slos": [entry]}
-        return Native(data=data, where=self.where, places=native_places, extras={0: extras} if extras else {})
+        return Native(data=data, where=self.where, places=native_places, extras={0: routed} if routed else {})
+
+    def routed(self, alerting: _Alerting | None, window: str | dict[str, str], sli: dict[str, Any],
+               entry: dict[str, Any]) -> tuple[tuple[str, AlertExtras], ...] | None:
+        """Sets ``entry``'s alerting; returns the alert extras (notification targets) of each
+        severity, or None when the burn-rate conditions are refused."""
+        if alerting is None:
+            entry["alerting"] = {"budget_consumed": [], "burn_rate": False}
+            return ()
+        entry["alerting"] = alerting.policy
+        routed = self.rows_match(alerting.conditions, window, sli)
+        if routed is None:
+            return None
+        if alerting.no_data_targets:
+            routed.setdefault(TICKET, set()).update(alerting.no_data_targets)
+        return tuple(
+            (severity, AlertExtras(labels=((TARGET_LABEL, ",".join(sorted(names))),)))
+            for severity, names in sorted(routed.items()) if names
+        )
+
+    # --- a composite SLO -> its components (unless named) and the composite --------------------
+
+    def composite(
+        self, objectives: list[Any], s: Where, name: str, service: str, labels: dict[str, str],
+        window: str | dict[str, str] | None, method: str, alerting: _Alerting | None, annotations: object,
+        description: object,
+    ) -> list[Native]:
+        notes = annotations if isinstance(annotations, dict) else {}
+        aw = self.where.at("metadata", "annotations")
+        named = [c.strip() for c in str(notes.get(COMPONENTS, "")).split(",") if c.strip()] or None
+        if named is not None and len(named) != len(objectives):
+            self.fail(aw.at(COMPONENTS), f"names {len(named)} component SLOs for {len(objectives)} objectives: "
+                      "write one id (service/name) per objective, in order")
+            return []
+        natives: list[Native] = []
+        components: list[dict[str, Any]] = []
+        targets: list[tuple[Decimal, Decimal]] = []
+        for index, o in enumerate(objectives):
+            ow = s.at("objectives", index)
+            if not isinstance(o, dict):
+                self.fail(ow, f"expected a mapping like {{indicatorRef: ..., target: 0.999}}, got {show(o)}")
+                continue
+            weight = _number(o.get(_WEIGHT, 1))
+            if weight is None or weight <= 0:
+                self.fail(ow.at(_WEIGHT), f"compositeWeight is a number > 0, got {show(o.get(_WEIGHT))}")
+                continue
+            if not any(k in o for k in _COMPOSITE_KEYS):
+                self.fail(ow, "every objective of a composite SLO carries its own indicator or indicatorRef")
+                continue
+            percent = self.target(o, ow)
+            if percent is not None:
+                targets.append((Decimal(repr(percent)), weight))
+            if named is not None:
+                components.append({"slo": named[index], "weight": _percent(weight)})
+                continue
+            # The objective's own indicator (inline or a reference), read as an SLO's is.
+            indicator = self.indicator({k: o[k] for k in _COMPOSITE_KEYS if k in o}, ow)
+            plain = {k: v for k, v in o.items() if k not in (*_COMPOSITE_KEYS, _WEIGHT)}
+            # count >= 2: a component is always named apart from the composite, even alone.
+            native = self.objective(plain, ow, name, max(2, len(objectives)), index, service, labels, window,
+                                    method, indicator, None, description)
+            if native is not None:
+                natives.append(native)
+                components.append({"slo": f"{service}/{native.data['slos'][0]['name']}", "weight": _percent(weight)})
+        if len(components) != len(objectives) or not (name and service and window):
+            return natives
+        objective = self.composite_objective(notes.get(COMPOSITE_OBJECTIVE), aw.at(COMPOSITE_OBJECTIVE), targets)
+        if objective is None:
+            return natives
+        sli: dict[str, Any] = {"composite": {"components": components}}
+        weighting = notes.get(WEIGHTING)
+        if weighting is not None:
+            sli["composite"]["weighting"] = weighting
+        entry: dict[str, Any] = {"name": name, "objective": objective, "window": window, "sli": sli}
+        if isinstance(description, str) and description.strip():
+            entry["description"] = description.strip()
+        routed = self.routed(alerting, window, sli, entry)
+        if routed is None:
+            return natives
+        places = {
+            "slos[0]": s.at("objectives"), "service": s.at("service"), "labels": self.where.at("metadata", "labels"),
+            "slos[0].name": self.where.at("metadata", "name"), "slos[0].description": s.at("description"),
+            "slos[0].objective": aw.at(COMPOSITE_OBJECTIVE) if COMPOSITE_OBJECTIVE in notes else s.at("objectives"),
+            "slos[0].window": s.at("timeWindow", 0), "slos[0].alerting": s.at("alertPolicies"),
+            "slos[0].sli.composite.weighting": aw.at(WEIGHTING),
+            **{f"slos[0].sli.composite.components[{i}]": (aw.at(COMPONENTS) if named else s.at("objectives", i))
+               for i in range(len(components))},
+        }
+        data = {"apiVersion": "slowatch/v1", "service": service, "labels": labels, "slos": [entry]}
+        return [*natives, Native(data=data, where=self.where, places=places, extras={0: routed} if routed else {})]
+
+    def composite_objective(self, given: object, w: Where, targets: list[tuple[Decimal, Decimal]]
+                            ) -> float | int | None:
+        if given is not None:
+            try:
+                return _percent(Decimal(str(given).strip()))
+            except InvalidOperation:
+                self.fail(w, f"expected the composite's objective as a percent, e.g. '99.5', got {show(given)}")
+                return None
+        if not targets:
+            return None
+        total = sum((wt for _, wt in targets), Decimal(0))
+        return _percent(sum((p * wt for p, wt in targets), Decimal(0)) / total)
 
     def target(self, o: dict[str, Any], ow: Where) -> float | int | None:
         if ("target" in o) == ("targetPercent" in o):

@@ -6,17 +6,38 @@ looks on disk. What a format cannot carry is returned as a note, never dropped s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import yaml
 
-from slowatch.core.conventions import TICKET
-from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI, Window
+from slowatch.core.conventions import TICKET, rfc3339
+from slowatch.core.model import (
+    EVENTS,
+    SLO,
+    CalendarWindow,
+    CompositeSLI,
+    Exclusion,
+    LatencySLI,
+    RatioSLI,
+    RollingWindow,
+    ThroughputSLI,
+    Window,
+)
 from slowatch.core.windows import format_duration
-from slowatch.formats.openslo import BUDGET_CONSUMED, RUNBOOK_URL, TARGET_LABEL, V1, rows_for_window
+from slowatch.formats.common import slug
+from slowatch.formats.openslo import (
+    BUDGET_CONSUMED,
+    COMPONENTS,
+    COMPOSITE_OBJECTIVE,
+    RUNBOOK_URL,
+    TARGET_LABEL,
+    V1,
+    WEIGHTING,
+    rows_for_window,
+)
 
 Documents = dict[str, list[dict[str, Any]]]
 """Per service, the documents of its file."""
@@ -61,6 +82,15 @@ def _extras_note(slo: SLO, fmt: str, kept_as_targets: bool = False) -> list[str]
             "add them in Alertmanager (a route's labels or templates), or keep loading the Sloth file"]
 
 
+def _exclusions_note(slo: SLO, fmt: str) -> list[str]:
+    """Exclusions (maintenance windows, budget adjustments) have no field in OpenSLO v1 or Sloth."""
+    if not slo.exclusions:
+        return []
+    reasons = "; ".join(e.reason for e in slo.exclusions)
+    return [f"{slo.id}: {fmt} has no field for exclusions: {len(slo.exclusions)} dropped ({reasons}); the "
+            f"{fmt} SLO counts those events against its budget; keep the slowatch/v1 file for them"]
+
+
 # --- OpenSLO ------------------------------------------------------------------------------------
 
 
@@ -86,7 +116,7 @@ def _openslo_indicator(slo: SLO) -> tuple[dict[str, Any], dict[str, Any], str]:
     if isinstance(sli, LatencySLI):
         return ({"thresholdMetric": _metric(f"{sli.histogram}_bucket{sli.selector}")},
                 {"op": "lte", "value": sli.threshold_seconds}, "Occurrences")
-    # Composites are written by the caller (objectives with compositeWeight), never as one indicator.
+    # Composites are written by _openslo_components (objectives with compositeWeight), never as one indicator.
     assert isinstance(sli, ThroughputSLI), f"{slo.id}: a composite has no indicator of its own"
     return ({"thresholdMetric": _metric(sli.query)},
             {"op": "gte", "value": sli.minimum, "timeSliceWindow": _openslo_duration(sli.slice)}, "Timeslices")
@@ -123,8 +153,36 @@ def _openslo_alerting(slo: SLO) -> list[dict[str, Any]]:
     return policies
 
 
-def openslo_slo(slo: SLO) -> dict[str, Any]:
-    indicator, objective_extra, method = _openslo_indicator(slo)
+def _openslo_components(slo: SLO, every: Mapping[str, SLO]) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """A composite's objectives (OpenSLO v1, the Go SDK's SLOObjective: an inline indicator, the
+    component's target and compositeWeight, one per component), its budgetingMethod and notes."""
+    sli = slo.sli
+    assert isinstance(sli, CompositeSLI)
+    objectives, methods, notes = [], set(), []
+    for c in sli.components:
+        part = every[c.slo]
+        objective: dict[str, Any] = {"displayName": c.slo}
+        if isinstance(part.sli, CompositeSLI):
+            # OpenSLO has no composite of composites: the objective names what it stands for.
+            objective["indicatorRef"] = slug(c.slo)
+            notes.append(f"{slo.id}: OpenSLO has no composite of composites: the objective for {c.slo} refers to "
+                         f"an SLI {slug(c.slo)!r} that is not written (slowatch reads {COMPONENTS} instead)")
+            extra: dict[str, Any] = {}
+        else:
+            indicator, extra, method = _openslo_indicator(part)
+            objective["indicator"] = {"metadata": {"name": part.name}, "spec": indicator}
+            methods.add(method)
+        objectives.append({**objective, **extra, "target": _fraction(part.objective_percent),
+                           "compositeWeight": c.weight})
+    if len(methods) > 1:
+        notes.append(f"{slo.id}: OpenSLO has one budgetingMethod per SLO and this composite's components use "
+                     f"{' and '.join(sorted(methods))}: other OpenSLO tools may refuse it "
+                     f"(slowatch reads {COMPONENTS})")
+    return objectives, "Timeslices" if methods == {"Timeslices"} else "Occurrences", notes
+
+
+def openslo_slo(slo: SLO, every: Mapping[str, SLO] | None = None) -> dict[str, Any]:
+    """``every``: the SLOs a composite's components are found in (by id)."""
     metadata: dict[str, Any] = {"name": slo.name}
     if slo.labels:
         metadata["labels"] = dict(slo.labels)
@@ -133,18 +191,23 @@ def openslo_slo(slo: SLO) -> dict[str, Any]:
         annotations[BUDGET_CONSUMED] = ",".join(f"{p:g}" for p in slo.alerting.budget_consumed)
     if slo.alerting.runbook_url:
         annotations[RUNBOOK_URL] = slo.alerting.runbook_url
-    if annotations:
-        metadata["annotations"] = annotations
     spec: dict[str, Any] = {}
     if slo.description:
         spec["description"] = slo.description
-    spec.update({
-        "service": slo.service,
-        "indicator": {"metadata": {"name": slo.name}, "spec": indicator},
-        "timeWindow": [_openslo_window(slo.window)],
-        "budgetingMethod": method,
-        "objectives": [{"displayName": slo.name, **objective_extra, "target": _fraction(slo.objective_percent)}],
-    })
+    spec["service"] = slo.service
+    if isinstance(slo.sli, CompositeSLI):
+        objectives, method, _ = _openslo_components(slo, every or {})
+        annotations[COMPONENTS] = ",".join(c.slo for c in slo.sli.components)
+        annotations[COMPOSITE_OBJECTIVE] = repr(slo.objective_percent)
+        if slo.sli.weighting == EVENTS:
+            annotations[WEIGHTING] = EVENTS
+    else:
+        indicator, objective_extra, method = _openslo_indicator(slo)
+        spec["indicator"] = {"metadata": {"name": slo.name}, "spec": indicator}
+        objectives = [{"displayName": slo.name, **objective_extra, "target": _fraction(slo.objective_percent)}]
+    if annotations:
+        metadata["annotations"] = annotations
+    spec.update({"timeWindow": [_openslo_window(slo.window)], "budgetingMethod": method, "objectives": objectives})
     policies = _openslo_alerting(slo)
     if policies:
         spec["alertPolicies"] = policies
@@ -156,12 +219,16 @@ def to_openslo(slos: Sequence[SLO]) -> tuple[Documents, list[str]]:
     policy inline, so each file stands alone)."""
     out: Documents = {}
     notes: list[str] = []
+    every = {s.id: s for s in slos}
     for slo in slos:
         docs = out.setdefault(slo.service, [
             {"apiVersion": V1, "kind": "Service", "metadata": {"name": slo.service}, "spec": {}}
         ])
-        docs.append(openslo_slo(slo))
+        docs.append(openslo_slo(slo, every))
         notes += _extras_note(slo, "OpenSLO", kept_as_targets=True)
+        if isinstance(slo.sli, CompositeSLI):
+            notes += _openslo_components(slo, every)[2]
+        notes += _exclusions_note(slo, "OpenSLO")
     return out, notes
 
 
@@ -182,8 +249,25 @@ def _native_sli(slo: SLO) -> dict[str, Any]:
         return {"ratio": {**ratio, f"total{suffix}": sli.total}}
     if isinstance(sli, LatencySLI):
         return {"latency": {"histogram": sli.histogram, "selector": sli.selector, "threshold": sli.threshold_seconds}}
-    assert isinstance(sli, ThroughputSLI)
+    if isinstance(sli, CompositeSLI):
+        composite: dict[str, Any] = {"components": [{"slo": c.slo, "weight": c.weight} for c in sli.components]}
+        if sli.weighting == EVENTS:
+            composite["weighting"] = EVENTS
+        return {"composite": composite}
     return {"throughput": {"query": sli.query, "minimum": sli.minimum, "slice": format_duration(sli.slice)}}
+
+
+def _native_exclusion(e: Exclusion) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if e.start is not None:
+        out["start"] = rfc3339(e.start)
+    if e.rrule is None:
+        assert e.end is not None  # a one-off has both ends
+        out["end"] = rfc3339(e.end)
+    else:
+        out.update({"rrule": e.rrule, "duration": format_duration(e.duration), "timezone": e.timezone})
+    out["reason"] = e.reason
+    return out
 
 
 def native_slo(slo: SLO) -> dict[str, Any]:
@@ -198,6 +282,8 @@ def native_slo(slo: SLO) -> dict[str, Any]:
         entry["description"] = slo.description
     entry.update({"objective": slo.objective_percent, "window": _native_window(slo.window), "sli": _native_sli(slo),
                   "alerting": alerting})
+    if slo.exclusions:  # the file's and the SLO's own, all written on the SLO
+        entry["exclusions"] = [_native_exclusion(e) for e in slo.exclusions]
     return entry
 
 

@@ -4,7 +4,7 @@ spec (the seed's 11 SLOs) and for hand-built SLOs of every kind; one file per se
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,9 @@ from slowatch.core.model import (
     AlertExtras,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
+    Exclusion,
     LatencySLI,
     RatioSLI,
     RollingWindow,
@@ -120,3 +123,47 @@ def test_notification_targets_round_trip_through_openslo_and_are_a_note_in_slowa
     assert strip(load_specs([tmp_path / "o.yaml"])) == strip([slo])
     _, notes = writer.to_slowatch([slo])
     assert [n.split(":")[0] for n in notes] == ["b/latency"]
+
+
+JOURNEYS = [
+    pytest.param(CompositeSLI(components=(Component("a/errors-selector", 1.0), Component("b/latency", 2.5))),
+                 id="a composite with weights round-trips through OpenSLO objectives with compositeWeight"),
+    pytest.param(CompositeSLI(components=(Component("a/errors-selector"), Component("b/latency")), weighting="events"),
+                 id="a composite weighting events keeps it in an annotation"),
+]
+
+
+@pytest.mark.parametrize("sli", JOURNEYS)
+def test_composites_round_trip_through_openslo_and_slowatch_v1(tmp_path: Path, sli: CompositeSLI) -> None:
+    parts = [replace(EVERY_KIND[0], window=RollingWindow(timedelta(days=7))), EVERY_KIND[3]]
+    slos = [*parts, SLO("journeys", "checkout", 99.5, RollingWindow(timedelta(days=7)), sli)]
+    for to in (writer.to_openslo, writer.to_slowatch):
+        documents, notes = to(slos)
+        assert notes == []
+        out = tmp_path / to.__name__
+        out.mkdir()
+        for service, docs in documents.items():
+            (out / f"{service}.yaml").write_text(writer.dump(docs))
+        assert strip(load_specs([out])) == strip(slos)
+    objectives = writer.to_openslo(slos)[0]["journeys"][1]["spec"]["objectives"]
+    assert [(o["displayName"], o["target"], o["compositeWeight"]) for o in objectives] == [
+        (c.slo, {"a/errors-selector": 0.999, "b/latency": 0.97}[c.slo], c.weight) for c in sli.components]
+    assert all("indicator" in o for o in objectives)  # each self-contained for other OpenSLO tools
+
+
+MAINTENANCE = (Exclusion(reason="planned migration", start=datetime(2026, 11, 20, 2, tzinfo=UTC),
+                         end=datetime(2026, 11, 20, 4, tzinfo=UTC)),
+               Exclusion(reason="weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                         duration=timedelta(hours=2), timezone="Europe/Paris"))
+
+
+def test_exclusions_are_a_note_in_openslo_and_kept_in_slowatch_v1(tmp_path: Path) -> None:
+    slo = replace(EVERY_KIND[3], exclusions=MAINTENANCE)
+    _, notes = writer.to_openslo([slo])
+    assert notes == ["b/latency: OpenSLO has no field for exclusions: 2 dropped (planned migration; weekly "
+                     "maintenance); the OpenSLO SLO counts those events against its budget; keep the slowatch/v1 "
+                     "file for them"]
+    documents, notes = writer.to_slowatch([slo])
+    assert notes == []
+    (tmp_path / "n.yaml").write_text(writer.dump(documents[slo.service]))
+    assert strip(load_specs([tmp_path / "n.yaml"])) == strip([slo])

@@ -16,6 +16,8 @@ from slowatch.core.model import (
     AlertExtras,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
     LatencySLI,
     RatioSLI,
     RollingWindow,
@@ -68,6 +70,28 @@ def burn_policy(severity: str, threshold: float, lookback: str, after: str, *tar
         "conditions": [{"kind": "AlertCondition", "metadata": {"name": f"{severity}-{lookback}"}, "spec": {
             "severity": severity, "condition": {"kind": "burnrate", "op": "gte", "threshold": threshold,
                                                 "lookbackWindow": lookback, "alertAfter": after}}}]}}
+
+
+def composite_doc(weights: tuple[float, float] = (1, 2), **spec: Any) -> dict[str, Any]:
+    """An OpenSLO v1 composite (the Go SDK's shape): a checkout journey over an inline login
+    indicator (99.9%) and a referenced payment SLI (99%), weighted ``weights``."""
+    base: dict[str, Any] = {
+        "service": "checkout",
+        "timeWindow": [{"duration": "28d", "isRolling": True}],
+        "budgetingMethod": "Occurrences",
+        "objectives": [
+            {"displayName": "Login", "indicator": {"metadata": {"name": "login"}, "spec": {"ratioMetric": {
+                "counter": True, "bad": metric(AUTH_5XX), "total": metric(AUTH)}}},
+             "target": 0.999, "compositeWeight": weights[0]},
+            {"displayName": "Payment", "indicatorRef": "payment", "target": 0.99, "compositeWeight": weights[1]},
+        ],
+    }
+    base.update(spec)
+    return {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": "journey"}, "spec": base}
+
+
+PAYMENT_SLI = {"apiVersion": "openslo/v1", "kind": "SLI", "metadata": {"name": "payment"}, "spec": {"ratioMetric": {
+    "counter": True, "good": metric('pay_total{code="200"}'), "total": metric("pay_total")}}}
 
 
 def write(tmp_path: Path, *docs: dict[str, Any], name: str = "slo.yaml") -> Path:
@@ -176,7 +200,22 @@ MISTAKES = [
                  [("doc[0].spec.objectives[0].target", "target is a fraction in (0, 1)")],
                  id="a target written as a percent points to targetPercent"),
     pytest.param([slo_doc(objectives=[{"target": 0.999, "indicatorRef": "other"}])],
-                 [("doc[0].spec.objectives[0].indicatorRef", "composite SLOs")], id="a composite objective is refused"),
+                 [("doc[0].spec.indicator", "not on the SLO as well"),
+                  ("doc[0].spec.objectives[0].indicatorRef", "no SLI named 'other'")],
+                 id="a composite's indicators are on its objectives, not on the SLO too"),
+    pytest.param([slo_doc(objectives=[{"target": 0.999, "compositeWeight": 2}])],
+                 [("doc[0].spec.objectives[0].compositeWeight", "goes with an objective's own indicator")],
+                 id="a compositeWeight without an indicator on its objective is refused"),
+    pytest.param([composite_doc(weights=(1, 0))],
+                 [("doc[0].spec.objectives[1].compositeWeight", "a number > 0, got 0")],
+                 id="a composite weight of 0 is refused"),
+    pytest.param([{"apiVersion": "openslo/v1alpha", "kind": "SLO", "metadata": {"name": "login"}, "spec": {
+        "service": "auth", "timeWindows": [{"unit": "Day", "count": 28, "isRolling": True}],
+        "budgetingMethod": "Occurrences", "objectives": [{"target": 0.999, "compositeWeight": 2, "ratioMetrics": {
+            "good": {"source": "prometheus", "query": "ok_total"},
+            "total": {"source": "prometheus", "query": "all_total"}}}]}}],
+                 [("doc[0].spec.objectives[0].compositeWeight", "openslo/v1alpha has no composite SLOs")],
+                 id="v1alpha has no composites"),
     pytest.param([slo_doc(timeWindow=[{"duration": "1M", "isRolling": True}])],
                  [("doc[0].spec.timeWindow[0].duration", "has no fixed length")], id="a rolling month is refused"),
     pytest.param([slo_doc(timeWindow=[{"duration": "2w", "isRolling": False, "calendar": {"timeZone": "UTC"}}])],
@@ -280,9 +319,9 @@ def test_a_time_slice_window_given_as_a_number_is_minutes(tmp_path: Path) -> Non
 
 
 def test_one_file_may_hold_documents_of_every_format_each_reported_at_its_index(tmp_path: Path) -> None:
-    native = {"apiVersion": "slowatch/v1", "service": "native", "slos": [
+    native: dict[str, Any] = {"apiVersion": "slowatch/v1", "service": "native", "slos": [
         {"name": "a", "objective": 0.999, "window": "30d", "sli": {"ratio": {"total": "t", "errors": "e"}}}]}
-    sloth = {"version": "prometheus/v1", "service": "sloth", "slos": [
+    sloth: dict[str, Any] = {"version": "prometheus/v1", "service": "sloth", "slos": [
         {"name": "a", "objective": 99.9, "sli": {"events": {"error_query": "e", "total_query": "t"}}}]}
     path = write(tmp_path, slo_doc(), native, sloth)
     problems = problems_of([path])
@@ -293,3 +332,42 @@ def test_one_file_may_hold_documents_of_every_format_each_reported_at_its_index(
                                          "total_query": "sum(rate(t[{{.window}}]))"}
     slos = load_specs([write(tmp_path, slo_doc(), native, sloth)])
     assert [s.id for s in slos] == ["auth/login", "native/a", "sloth/a"]
+
+
+# --- composite SLOs ------------------------------------------------------------------------------
+
+
+def test_an_openslo_composite_is_its_objectives_as_components_and_their_weighted_mean(tmp_path: Path) -> None:
+    slos = {s.id: s for s in load_specs([write(tmp_path, composite_doc(), PAYMENT_SLI)])}
+    assert sorted(slos) == ["checkout/journey", "checkout/journey-login", "checkout/journey-payment"]
+    journey = slos["checkout/journey"]
+    assert journey.sli == CompositeSLI(components=(Component("checkout/journey-login", 1.0),
+                                                   Component("checkout/journey-payment", 2.0)))
+    # With no slowatch/composite-objective: the weighted mean of the targets, (99.9 + 2 * 99) / 3.
+    assert journey.objective_percent == pytest.approx(99.3, rel=1e-15)
+    assert slos["checkout/journey-login"].sli == RatioSLI(total=AUTH, errors=AUTH_5XX)
+    assert slos["checkout/journey-payment"].sli == RatioSLI(total="pay_total", good='pay_total{code="200"}')
+    assert [slos[f"checkout/journey-{n}"].objective_percent for n in ("login", "payment")] == [99.9, 99.0]
+    assert not slos["checkout/journey-login"].alerting.burn_rate  # the alert policies are the composite's
+
+
+@pytest.mark.parametrize("annotations", [
+    pytest.param({}, id="a foreign composite"),
+    pytest.param({"slowatch/composite-objective": "99.5", "slowatch/composite-weighting": "events"},
+                 id="a composite with slowatch's objective and events weighting"),
+])
+def test_an_openslo_composite_round_trips_read_write_read_to_the_same_slos(
+        tmp_path: Path, annotations: dict[str, str]) -> None:
+    from slowatch.formats import writer
+
+    doc = composite_doc(alertPolicies=[burn_policy("page", 13.44, "1h", "5m"), burn_policy("page", 5.6, "6h", "30m"),
+                                       burn_policy("ticket", 1, "3d", "6h")])
+    doc["metadata"]["annotations"] = annotations
+    first = load_specs([write(tmp_path, doc, PAYMENT_SLI)])
+    assert next(s for s in first if s.name == "journey").alerting.burn_rate
+    documents, notes = writer.to_openslo(first)
+    assert notes == []
+    (tmp_path / "again").mkdir()
+    for service, docs in documents.items():
+        (tmp_path / "again" / f"{service}.yaml").write_text(writer.dump(docs))
+    assert strip(load_specs([tmp_path / "again"])) == strip(first)
