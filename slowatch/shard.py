@@ -10,6 +10,11 @@ owner from the SLO id alone, and growing N to N+1 moves only the SLOs the new sh
 gives its pods) and the shard count ``SLOWATCH_SHARDS``. A StatefulSet of ``2N`` replicas then runs
 each shard twice (ordinals ``o`` and ``o + N``): high availability per shard, as the daemon's
 replicas already deliver to every Alertmanager and Alertmanager deduplicates.
+
+A composite SLO is owned like any other, by its own id; its components may belong to other
+shards. The owner measures them too (the daemon hands its cycle the whole spec, and
+``slowatch.engine`` measures each composite's ``core.composite.closure``) but publishes and alerts
+only its own SLOs, so every SLO still has exactly one shard speaking for it.
 """
 
 from __future__ import annotations
