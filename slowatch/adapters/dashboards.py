@@ -27,7 +27,7 @@ Kubernetes example runs two) export the same series, differing only by ``instanc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 from grafana_foundation_sdk.builders import common as cb
@@ -41,11 +41,14 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
 from grafana_foundation_sdk.models import text as tm
 
+from slowatch.core.conventions import EXCLUSION_ACTIVE, rfc3339
 from slowatch.core.dashboards import (
     BURN_RATE,
     DATASOURCE_UID,
     EVENT_RANGE,
     EVENT_RANGE_SECONDS,
+    EXCLUSION_ANNOTATION_FIELDS,
+    EXCLUSIONS_ANNOTATION,
     EXHAUSTION,
     FIRING,
     LAST_SUCCESS,
@@ -62,7 +65,7 @@ from slowatch.core.dashboards import (
     Dashboard,
     slo_uid,
 )
-from slowatch.core.measure import event_queries, range_ratio
+from slowatch.core.measure import CompositePart, composite_counts, event_queries, range_ratio
 from slowatch.core.model import (
     EVENTS,
     SLO,
@@ -75,6 +78,7 @@ from slowatch.core.model import (
     nominal_length,
 )
 from slowatch.core.promql import go_float, quote
+from slowatch.core.rules import event_counts
 from slowatch.core.windows import SRE_WORKBOOK_TABLE_5_8, BurnRateAlertWindow, format_duration, parse_duration
 
 __all__ = [
@@ -175,7 +179,8 @@ def build_dashboards(slos: Sequence[SLO], *, datasource_uid: str = DATASOURCE_UI
     """Every dashboard for ``slos``, ordered by uid: the overview, one per SLO, the performance one."""
     out = [overview_dashboard(slos, datasource_uid=datasource_uid),
            performance_dashboard(datasource_uid=datasource_uid)]
-    out += [slo_dashboard(slo, datasource_uid=datasource_uid) for slo in slos]
+    every = {s.id: s for s in slos}
+    out += [slo_dashboard(slo, datasource_uid=datasource_uid, every=every) for slo in slos]
     uids = [d["uid"] for d in out]
     dupes = sorted({u for u in uids if uids.count(u) > 1})
     if dupes:  # only reachable with a duplicate SLO id, which the spec loader already refuses
@@ -396,6 +401,12 @@ def _about(slo: SLO, rows: Sequence[BurnRateAlertWindow]) -> str:
                          f"{row.long_window} row)")
     else:
         lines.append("Burn-rate alerts: off.")
+    if slo.exclusions:
+        lines += ["", "Exclusions (their events count neither as good nor as total; shaded on the graphs):", ""]
+        for e in slo.exclusions:
+            when = (f"`{e.rrule}` for {format_duration(e.duration)} ({e.timezone})" if e.rrule is not None
+                    else f"{rfc3339(e.start)} to {rfc3339(e.end)}" if e.start and e.end else "")
+            lines.append(f"- {e.reason}: {when}")
     if slo.alerting.runbook_url:
         lines += ["", f"Runbook: <{slo.alerting.runbook_url}>"]
     if slo.source:  # the file name only: a path would depend on where `generate` was run from
@@ -440,9 +451,51 @@ def _event_targets(slo: SLO) -> tuple[list[tuple[str, str]], str, str]:
     return [(legend, f"({expr}){divide}" if divide else expr) for legend, expr in series], unit, axis
 
 
-def slo_dashboard(slo: SLO, *, datasource_uid: str = DATASOURCE_UID) -> Dashboard:
+def _counts(slo: SLO, every: Mapping[str, SLO], rng: str) -> tuple[str, str] | None:
+    """(good, total) events of ``slo`` in the last ``rng`` from the SLIs' own queries; a composite's
+    from its components' (``measure.composite_counts``), None when one is not among ``every``."""
+    sli = slo.sli
+    if not isinstance(sli, CompositeSLI):
+        return event_counts(slo, rng)
+    parts: list[CompositePart] = []
+    for component in sli.components:
+        found = every.get(component.slo)
+        counts = _counts(found, every, rng) if found is not None else None
+        if counts is None:
+            return None
+        parts.append((component.slo, component.weight, *counts))
+    return composite_counts(parts, sli.weighting)
+
+
+def _ratio(counts: tuple[str, str]) -> str:
+    good, total = counts
+    return f"({good}) / (({total}) > 0)"
+
+
+def _composite_targets(slo: SLO, every: Mapping[str, SLO]) -> list[tuple[str, str]]:
+    """(legend, expr): the composite's SLI over the last EVENT_RANGE and each component's, from their
+    own queries; a component not among ``every`` is read from slowatch's SLI of its own window."""
+    sli = slo.sli
+    assert isinstance(sli, CompositeSLI)
+    mine = _counts(slo, every, EVENT_RANGE)
+    out = [] if mine is None else [("composite", _ratio(mine))]
+    for component in sli.components:
+        legend = f"{component.slo} (weight {go_float(component.weight)})"
+        found = every.get(component.slo)
+        counts = _counts(found, every, EVENT_RANGE) if found is not None else None
+        if counts is not None:
+            out.append((legend, _ratio(counts)))
+        else:
+            service, name = component.slo.split("/", 1)
+            out.append((legend + ", slowatch", f"max({_selector(SLI, service=service, slo=name)})"))
+    return out
+
+
+def slo_dashboard(slo: SLO, *, datasource_uid: str = DATASOURCE_UID, every: Mapping[str, SLO] | None = None,
+                  ) -> Dashboard:
     """One SLO: status, budget burn-down, SLI against the objective, burn rate per window with the
-    alert thresholds, good and total events, and its alerts as annotations."""
+    alert thresholds, good and total events (a composite: its components' SLIs), its alerts and
+    exclusions as annotations. ``every``: the SLOs by id, where a composite finds its components."""
     ds = _ds(datasource_uid)
     this = {"service": "$service", "slo": "$slo"}
     length = nominal_length(slo.window)
@@ -534,17 +587,30 @@ def slo_dashboard(slo: SLO, *, datasource_uid: str = DATASOURCE_UID) -> Dashboar
             .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED))
             .axis_soft_max(factor * 1.2)
         )
-    event_series, event_unit, event_axis = _event_targets(slo)
-    events = (
-        _timeseries("Good and total events", ds, unit=event_unit,
-                    description="Read straight from the SLI's own queries (not from slowatch), so they show "
-                                "even while slowatch is down.")
-        .height(9).span(12 if isinstance(slo.sli, ThroughputSLI) else 24).axis_label(event_axis).min(0)
-    )
-    for i, (legend, expr) in enumerate(event_series):
-        events = events.with_target(_query(expr, chr(ord("A") + i), legend))
-    events = events.override_by_name("bad", [
-        dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"})])
+    if isinstance(slo.sli, CompositeSLI):
+        how = ("summed good over summed total events" if slo.sli.weighting == EVENTS
+               else "the weighted mean of the SLIs of the components with events")
+        events = (
+            _timeseries(f"SLI over {EVENT_RANGE}: the composite and its components", ds, unit="percentunit",
+                        description=f"The composite is {how}: "
+                                    + ", ".join(f"{c.slo} weight {go_float(c.weight)}" for c in slo.sli.components)
+                                    + ". Read straight from the components' own queries (not from slowatch).")
+            .height(9).span(24).decimals(3)
+        )
+        for i, (legend, expr) in enumerate(_composite_targets(slo, every or {})):
+            events = events.with_target(_query(expr, chr(ord("A") + i), legend))
+    else:
+        event_series, event_unit, event_axis = _event_targets(slo)
+        events = (
+            _timeseries("Good and total events", ds, unit=event_unit,
+                        description="Read straight from the SLI's own queries (not from slowatch), so they show "
+                                    "even while slowatch is down.")
+            .height(9).span(12 if isinstance(slo.sli, ThroughputSLI) else 24).axis_label(event_axis).min(0)
+        )
+        for i, (legend, expr) in enumerate(event_series):
+            events = events.with_target(_query(expr, chr(ord("A") + i), legend))
+        events = events.override_by_name("bad", [
+            dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"})])
 
     dashboard = (
         db.Dashboard(f"SLO: {slo.service} / {slo.name}").uid(slo_uid(slo))
@@ -563,6 +629,10 @@ def slo_dashboard(slo: SLO, *, datasource_uid: str = DATASOURCE_UID) -> Dashboar
                     .expr(f"max by (alertname, severity) "
                           f"({_selector('ALERTS', alertname='=~SLO.*', alertstate='firing', **this)})"))
     )
+    if slo.exclusions:
+        dashboard = dashboard.annotation(
+            db.AnnotationQuery().name(EXCLUSIONS_ANNOTATION).datasource(ds).enable(True).hide(False)
+            .icon_color("blue").expr(f"max({_selector(EXCLUSION_ACTIVE, **this)}) == 1"))
     if slo.alerting.runbook_url:
         dashboard = dashboard.link(
             db.DashboardLink("Runbook").type(dm.DashboardLinkType.LINK).url(slo.alerting.runbook_url)
@@ -685,6 +755,7 @@ def _finish(model: dm.Dashboard, *, annotation_titles: bool = False) -> Dashboar
             target.setdefault("datasource", panel.get("datasource"))
     if annotation_titles:
         for ann in data["annotations"]["list"]:
-            ann.update(PROMETHEUS_ANNOTATION_FIELDS)
+            ann.update(EXCLUSION_ANNOTATION_FIELDS if ann["name"] == EXCLUSIONS_ANNOTATION
+                       else PROMETHEUS_ANNOTATION_FIELDS)
     return data
 

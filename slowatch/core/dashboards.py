@@ -16,6 +16,7 @@ from slowatch.core.model import SLO
 
 __all__ = [
     "DATASOURCE_UID",
+    "EXCLUSION_ANNOTATION_FIELDS",
     "FOLDER_TITLE",
     "FOLDER_UID",
     "OVERVIEW_UID",
@@ -64,6 +65,12 @@ EVENT_RANGE_SECONDS = 300
 # model has no fields for them, so they are added to the JSON (and are all it drops on a round trip).
 PROMETHEUS_ANNOTATION_FIELDS: dict[str, object] = {
     "titleFormat": "{{alertname}}", "tagKeys": "severity", "textFormat": "", "useValueForTime": False, "step": "1m",
+}
+
+EXCLUSIONS_ANNOTATION = "Exclusions"
+# The exclusion gauge has no alertname or severity: its regions get a title of their own.
+EXCLUSION_ANNOTATION_FIELDS: dict[str, object] = {
+    **PROMETHEUS_ANNOTATION_FIELDS, "titleFormat": "excluded: events not counted", "tagKeys": "service,slo",
 }
 
 # Colours of SLO states; the state names are the /status document's.

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ from slowatch.core.model import (
     SLO,
     AlertPolicy,
     CalendarWindow,
+    Component,
+    CompositeSLI,
+    Exclusion,
     LatencySLI,
     RatioSLI,
     RollingWindow,
@@ -390,3 +393,74 @@ def test_a_removed_slo_takes_its_dashboard_file_but_not_a_foreign_one(tmp_path: 
     assert set(first) - set(second) == {tmp_path / "dashboards" / f"{dd.slo_uid(slos[0])}.json"}
     assert not (tmp_path / "dashboards" / f"{dd.slo_uid(slos[0])}.json").exists()
     assert foreign.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Composites and exclusions (#12).
+
+LOGIN = slo()
+LATENCY = slo("login-latency", sli=LatencySLI("http_request_duration_seconds", '{service="auth"}', 0.2),
+              objective_percent=95)
+JOURNEY = slo("checkout-journey", service="journey", objective_percent=99.5,
+              sli=CompositeSLI((Component("auth/login-availability", 1), Component("auth/login-latency", 2.5))))
+EVERYTHING = slo("everything", service="journey", objective_percent=99,
+                 sli=CompositeSLI((Component("journey/checkout-journey", 1), Component("auth/login-availability", 3)),
+                                  "events"))
+
+
+@pytest.mark.parametrize(("composite", "legends"), [
+    pytest.param(JOURNEY, ["composite", "auth/login-availability (weight 1)", "auth/login-latency (weight 2.5)"],
+                 id="weights: the composite and each component from their own queries"),
+    pytest.param(EVERYTHING, ["composite", "journey/checkout-journey (weight 1)", "auth/login-availability (weight 3)"],
+                 id="events, nested: a composite component is combined from its own components"),
+])
+def test_a_composite_dashboard_draws_its_sli_and_its_components(composite: SLO, legends: list[str]) -> None:
+    every = {s.id: s for s in (LOGIN, LATENCY, JOURNEY, EVERYTHING)}
+    dashboard = builders.slo_dashboard(composite, every=every)
+    title = "SLI over 5m: the composite and its components"
+    drawn = panel(dashboard, title)
+    assert [t["legendFormat"] for t in drawn["targets"]] == legends
+    assert "slowatch_component" in drawn["targets"][0]["expr"]
+    assert all("slowatch_slo_sli_ratio" not in t["expr"] for t in drawn["targets"])
+    for _, expr in queries(dashboard):
+        promql_parser.parse(substitute(expr))
+    about = panel(dashboard, "About this SLO")["options"]["content"]
+    assert isinstance(composite.sli, CompositeSLI)
+    assert all(c.slo in about and c.slo in drawn["description"] for c in composite.sli.components)
+    assert "Good and total events" not in {p["title"] for p in dashboard["panels"]}
+
+
+def test_a_composite_whose_components_are_elsewhere_reads_their_sli_from_slowatch() -> None:
+    drawn = panel(builders.slo_dashboard(JOURNEY), "SLI over 5m: the composite and its components")
+    assert [t["expr"] for t in drawn["targets"]] == [
+        'max(slowatch_slo_sli_ratio{service="auth",slo="login-availability"})',
+        'max(slowatch_slo_sli_ratio{service="auth",slo="login-latency"})',
+    ]
+
+
+def test_the_overview_lists_a_composite_with_a_detail_dashboard() -> None:
+    dashboards = builders.build_dashboards([LOGIN, LATENCY, JOURNEY])
+    overview = next(d for d in dashboards if d["uid"] == dd.OVERVIEW_UID)
+    assert dd.slo_uid(JOURNEY) in json.dumps(overview)
+    assert dd.slo_uid(JOURNEY) in {d["uid"] for d in dashboards}
+
+
+@pytest.mark.parametrize(("exclusions", "annotated"), [
+    pytest.param((Exclusion("planned database migration", start=datetime(2026, 11, 20, 2, tzinfo=UTC),
+                            end=datetime(2026, 11, 20, 4, tzinfo=UTC)),), True, id="a one-off exclusion is shaded"),
+    pytest.param((Exclusion("weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0",
+                            duration=timedelta(hours=2), timezone="Europe/Paris"),), True,
+                 id="a recurring exclusion is shaded"),
+    pytest.param((), False, id="an SLO without exclusions has no exclusion annotation"),
+])
+def test_exclusions_are_annotations_from_the_daemons_gauge(exclusions: tuple[Exclusion, ...], annotated: bool) -> None:
+    dashboard = builders.slo_dashboard(slo(exclusions=exclusions))
+    annotations = {a["name"]: a for a in dashboard["annotations"]["list"]}
+    assert ("Exclusions" in annotations) == annotated
+    about = panel(dashboard, "About this SLO")["options"]["content"]
+    assert all(e.reason in about for e in exclusions)
+    if annotated:
+        ann = annotations["Exclusions"]
+        assert ann["expr"] == 'max(slowatch_exclusion_active{service="$service",slo="$slo"}) == 1'
+        assert ann["titleFormat"] == dd.EXCLUSION_ANNOTATION_FIELDS["titleFormat"]
+        assert annotations["slowatch alerts"]["titleFormat"] == "{{alertname}}"
