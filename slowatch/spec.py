@@ -878,6 +878,11 @@ def _composite_problems(slos: Sequence[SLO], where: dict[str, tuple[str, str]]) 
     for slo in slos:
         if not isinstance(slo.sli, CompositeSLI):
             continue
+        if slo.exclusions:  # another format's composite (slowatch/v1 refuses them while parsing)
+            file, name_at = where[slo.id]
+            problems.append(SpecProblem(file, f"{name_at.removesuffix('.name')}.exclusions", (
+                "a composite SLO takes its events from its components, which apply their own exclusions: "
+                "put the exclusion on the components")))
         for j, c in enumerate(slo.sli.components):
             if c.slo not in by_id and c.slo not in where:
                 close = difflib.get_close_matches(c.slo, sorted(by_id), n=1)

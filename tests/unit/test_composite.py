@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -401,3 +401,13 @@ def test_a_composites_own_page_and_budget_alert_fire_when_its_components_burn(po
 def test_the_planner_refuses_a_composite_so_none_ever_reaches_a_query() -> None:
     with pytest.raises(ValueError, match="shop/checkout is a composite"):
         group_slos([LOGIN, CHECKOUT])
+
+
+def test_a_composite_from_another_format_with_exclusions_is_refused_at_its_exclusions_field() -> None:
+    from slowatch.core.model import Exclusion
+    from slowatch.spec import _composite_problems
+
+    excluded = replace(CHECKOUT, exclusions=(Exclusion(reason="migration", start=START, end=START + INTERVAL),))
+    where = {s.id: ("shop.yaml", f"slos[{i}].name") for i, s in enumerate((LOGIN, PAY, excluded))}
+    got = [(p.file, p.path) for p in _composite_problems([LOGIN, PAY, excluded], where)]
+    assert got == [("shop.yaml", "slos[2].exclusions")]
