@@ -38,7 +38,7 @@ from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement
 from slowatch.core.composite import combine, is_composite
 from slowatch.core.conventions import BUDGET_BURN, BUDGET_CONSUMED
 from slowatch.core.exclusions import excluded_seconds, merged
-from slowatch.core.model import SLO, CompositeSLI, RollingWindow, alert_rows, nominal_length, window_span
+from slowatch.core.model import SLO, CompositeSLI, Exclusion, RollingWindow, alert_rows, nominal_length, window_span
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 
 # An alert that resolves and fires again within this long is a flap (issue: "flaps").
@@ -153,25 +153,16 @@ Span = tuple[float, float]
 """An excluded interval on the event side, ``(lo, hi]`` in unix seconds."""
 
 
-def excluded_spans(slo: SLO, start: datetime, end: datetime) -> list[Span]:
-    """``slo``'s excluded intervals inside ``[start, end)`` (``core.exclusions.merged``), in unix seconds."""
-    return [(lo.timestamp(), hi.timestamp()) for lo, hi in merged(slo.exclusions, start, end)]
+def excluded_spans(slo: SLO, start: datetime, end: datetime, outer: Iterable[Exclusion] = ()) -> list[Span]:
+    """``slo``'s excluded intervals inside ``[start, end)`` (``core.exclusions.merged``), with those
+    of ``outer`` (the composites it is read for), in unix seconds."""
+    return [(lo.timestamp(), hi.timestamp()) for lo, hi in merged((*slo.exclusions, *outer), start, end)]
 
 
 def cut_tiles(boundaries: Iterable[float], start: int, tile: int) -> set[int]:
     """Indexes of the tiles (from ``start``) that a boundary falls strictly inside: the tiles whose
     samples a reader keeps for ``Tiles.cut_good``/``cut_total``."""
     return {math.floor((b - start) / tile) for b in boundaries if (b - start) % tile}
-
-
-def _union(*spans: Sequence[Span]) -> tuple[Span, ...]:
-    out: list[Span] = []
-    for lo, hi in sorted(x for s in spans for x in s):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)
 
 
 def excluded_events(events: Sequence[float], cut: Mapping[int, Sequence[tuple[float, float]]], start: int,
@@ -303,8 +294,8 @@ class _Combined:
     def windows(self, steps: range, lows: Mapping[str, Lows]) -> dict[str, Series]:
         per = {cid: part.windows(steps, lows) for cid, part in self.parts.items()}
         out: dict[str, Series] = {name: ([], [], []) for name in lows}
-        for k, t in enumerate(steps):
-            at = datetime.fromtimestamp(t, UTC)
+        at = datetime.fromtimestamp(steps[0], UTC)  # combine reads counts only: one instant serves every step
+        for k in range(len(steps)):
             counts = combine(self.slo, {cid: Measurement(at=at, counts={
                 name: EventCounts(good=w[name][0][k], total=w[name][1][k]) for name in lows}) for cid, w in per.items()}
             ).counts
@@ -404,17 +395,17 @@ def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end
         raise BacktestError(f"no events were read for {', '.join(missing)}")
     # Exclusions as far back as any tile reaches (a window at the first step still holds them).
     since = datetime.fromtimestamp(min((t.start for t in tiles.values()), default=t0), UTC)
-    own = {sid: tuple(excluded_spans(s, since, end)) for sid, s in every.items()}
-    cache: dict[tuple[str, tuple[Span, ...]], _Counts] = {}
+    cache: dict[tuple[str, tuple[Exclusion, ...]], _Counts] = {}
 
-    def counts_of(slo: SLO, outer: tuple[Span, ...] = ()) -> _Counts:
-        spans = _union(own[slo.id], outer)
-        key = (slo.id, spans)
+    def counts_of(slo: SLO, outer: tuple[Exclusion, ...] = ()) -> _Counts:
+        """``slo``'s counts without its exclusions' events, nor those of ``outer`` (its composites')."""
+        key = (slo.id, outer)
         if key not in cache:
             if isinstance(slo.sli, CompositeSLI):
-                cache[key] = _Combined(slo, {c.slo: counts_of(every[c.slo], spans) for c in slo.sli.components})
+                inner = (*outer, *slo.exclusions)
+                cache[key] = _Combined(slo, {c.slo: counts_of(every[c.slo], inner) for c in slo.sli.components})
             else:
-                cache[key] = _Leaf(_Running(tiles[slo.id], spans))
+                cache[key] = _Leaf(_Running(tiles[slo.id], excluded_spans(slo, since, end, outer)))
         return cache[key]
 
     first = t0 + (-t0) % step_s
