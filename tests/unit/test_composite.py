@@ -381,7 +381,7 @@ INTERVAL = timedelta(seconds=30)
 def test_a_composites_own_page_and_budget_alert_fire_when_its_components_burn(pool: ThreadPoolExecutor) -> None:
     """A shard owning only the composite: its components are measured, never published or alerted."""
     holder = ViewHolder()
-    _, metrics = new_registry(holder, process=False)
+    registry, metrics = new_registry(holder, process=False)
     alertmanager = FakeAlertmanager()
     every = {s.id: s for s in (CHECKOUT, LOGIN, PAY)}
     cycle = Cycle([CHECKOUT], source=BatchedSource(Asked([]).script), sink=alertmanager, store=MemoryStore(),
@@ -396,6 +396,14 @@ def test_a_composites_own_page_and_budget_alert_fire_when_its_components_burn(po
                      (BUDGET_BURN, "checkout", "3d"), (BUDGET_BURN, "checkout", "6h")}
     assert [s.slo.id for s in holder.get().statuses] == [CHECKOUT.id]
     assert {p.labels["slo"] for p in alertmanager.received()} == {"checkout"}
+    # /metrics carries it as any SLO.
+    key = {"service": "shop", "slo": "checkout"}
+    assert registry.get_sample_value("slowatch_slo_sli_ratio", {**key, "window": "30d"}) == pytest.approx(
+        1 - (0.0015 + 2 * 0.0001) / 3, rel=1e-12)
+    assert registry.get_sample_value("slowatch_slo_burn_rate", {**key, "window": "1h"}) == pytest.approx(
+        expected_rate(0.05, 0.0), rel=1e-12)
+    assert registry.get_sample_value("slowatch_slo_sli_ratio", {"service": "auth", "slo": "login", "window": "30d"}) \
+        is None
 
 
 def test_the_planner_refuses_a_composite_so_none_ever_reaches_a_query() -> None:
