@@ -126,11 +126,13 @@ def _run(
         one: Source = source
         futures = [(slo.id, pool.submit(_measure_one, slo, one, at)) for slo in queried]
         measured = {slo_id: f.result() for slo_id, f in futures}
+    for slo in queried:  # what a batch left out fails its SLO and the composites over it alike
+        measured.setdefault(slo.id, _not_measured(slo))
     for c in composite.evaluation_order(measuring):
         measured[c.id] = _combined(c, measured)
     outcomes = []
     for slo in slos:
-        result = outcome(slo, measured.get(slo.id, _not_measured(slo)), at, previous.get(slo.id))
+        result = outcome(slo, measured[slo.id], at, previous.get(slo.id))
         if composite.is_composite(slo) and result.failure is None:
             result = replace(result, status=replace(result.status, components=_component_counts(slo, measured)))
         outcomes.append(result)
