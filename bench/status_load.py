@@ -15,18 +15,21 @@ only measures it at saturation; 0 turns it off). Writes ``bench/results/status_l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -63,6 +66,9 @@ from tests.support.processes import free_port, start_prometheus
 
 TIME_LIMIT = 20 * 60
 SCRAPE_INTERVAL = "15s"
+# The open loop's sockets: at 1,000 req/s a 64 ms stall of the daemon still finds one free.
+OPEN_LOOP_CONNECTIONS = 64
+PERCENTILES = (50, 90, 99, 99.9)
 
 
 def live_history(data: Dataset) -> History:
@@ -125,50 +131,121 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return result
 
 
-def fixed_rate(url: str, rate: float, seconds: float, workers: int = 16) -> dict[str, Any]:
-    """Requests sent on a fixed schedule (``rate`` per second, from ``workers`` threads, each request
-    timed from its scheduled send time, so a stall is charged to every request it delays)."""
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    start = time.monotonic() + 0.2
-    total = int(rate * seconds)
-    next_index = [0]
+@dataclass(frozen=True)
+class Client:
+    """One kind of client: the paths it asks for (in turn), its headers, and whether it sends back
+    the last ETag it got (a poller)."""
 
-    def worker() -> None:
-        nonlocal errors
-        session = requests.Session()
-        while True:
-            with lock:
+    name: str
+    paths: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    poller: bool = False
+
+
+def open_loop(host: str, port: int, client: Client, rate: float, seconds: float,
+              connections: int = OPEN_LOOP_CONNECTIONS) -> dict[str, Any]:
+    """Request ``i`` is due at ``start + i / rate`` whatever the answers before it did (an open
+    loop: wrk2's model, as wrk2 is not installed); its latency is counted from that due time, so a
+    stall is charged to every request it delays (no coordinated omission). Raw HTTP/1.1 on
+    ``connections`` kept-alive sockets from asyncio, to spend little CPU on the load itself."""
+    return asyncio.run(_open_loop(host, port, client, rate, seconds, connections))
+
+
+async def _open_loop(host: str, port: int, client: Client, rate: float, seconds: float,
+                     connections: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    total = int(rate * seconds)
+    start = loop.time() + 0.5
+    wall_start = time.time() + (start - loop.time())
+    due_wall = array("d")
+    latency = array("d")
+    codes: dict[int, int] = {}
+    received = [0]
+    next_index = [0]
+    late_start = [0]
+    reconnects = [0]
+    extra = "".join(f"{k}: {v}\r\n" for k, v in client.headers)
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        etag = ""
+        try:
+            while True:
                 i = next_index[0]
                 next_index[0] += 1
-            if i >= total:
-                return
-            due = start + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                ok = session.get(url, timeout=10).status_code == 200
-            except requests.RequestException:
-                ok = False
-            done = time.monotonic()
-            with lock:
-                latencies.append(done - due)
-                errors += not ok
+                if i >= total:
+                    return
+                due = start + i / rate
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.001:
+                    late_start[0] += 1  # every connection was busy when it fell due
+                path = client.paths[i % len(client.paths)]
+                conditional = f"If-None-Match: {etag}\r\n" if client.poller and etag else ""
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}{conditional}\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                code = int(lines[0].split()[1])
+                fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                size = int(fields.get("content-length", "0"))
+                if size:
+                    await reader.readexactly(size)
+                done = loop.time()
+                if fields.get("connection", "").lower() == "close":  # waitress closes after every 304
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    reconnects[0] += 1
+                etag = fields.get("etag", etag)
+                due_wall.append(wall_start + (due - start))
+                latency.append(done - due)
+                codes[code] = codes.get(code, 0) + 1
+                received[0] += len(head) + size
+        finally:
+            writer.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(seconds + 30)
-    latencies.sort()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return {"rate": rate, "seconds": seconds, "connections": connections, "requests": len(latency),
+            "codes": {str(k): v for k, v in sorted(codes.items())}, "bytes_received": received[0],
+            "sent_late": late_start[0], "reconnects": reconnects[0], "due_wall": list(due_wall),
+            "latency_s": list(latency)}
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 
-    return {"rate": rate, "seconds": seconds, "requests": len(latencies), "errors": errors,
-            "latency_percentiles_ms": {f"p{p}": pct(p) for p in (50, 90, 99)} if latencies else {}}
+def percentiles(latency_s: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(latency_s)
+    if not ordered:
+        return {}
+    return {f"p{p:g}": ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 for p in PERCENTILES} | \
+        {"max": ordered[-1] * 1000}
+
+
+def during_cycles(run: dict[str, Any], cycles: Sequence[dict[str, Any]]) -> list[float]:
+    """Latencies of the requests that fell due while a cycle was evaluating."""
+    spans = [(_epoch(c["timestamp"]) - c["seconds"], _epoch(c["timestamp"]))
+             for c in cycles if c["timestamp"] and c["seconds"] is not None]
+    return [lat for due, lat in zip(run["due_wall"], run["latency_s"], strict=True)
+            if any(lo <= due <= hi for lo, hi in spans)]
+
+
+def wrk_script(work: Path, client: Client) -> Path:
+    """A wrk Lua script asking for the scenario's paths in turn (a poller: with the last ETag)."""
+    paths = ", ".join(json.dumps(p) for p in client.paths)
+    headers = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in client.headers)
+    poller = """
+response = function(status, headers, body)
+  local tag = headers["ETag"] or headers["Etag"]
+  if tag then wrk.headers["If-None-Match"] = tag end
+end
+""" if client.poller else ""
+    path = work / f"{client.name}.lua"
+    path.write_text(f"""paths = {{{paths}}}
+{headers}i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+{poller}""")
+    return path
 
 
 def cycles_from_log(path: Path) -> list[dict[str, Any]]:
@@ -198,12 +275,71 @@ def wait_http(url: str, timeout: float, what: str, child: Child | None = None) -
     raise BenchError(f"{what}: {url} not 200 after {timeout:.0f}s")
 
 
+def scenarios(doc: dict[str, Any]) -> list[Client]:
+    """The clients measured, from the daemon's own /status document."""
+    ids = [(s["service"], s["slo"]) for s in doc["slos"]]
+    services = sorted({svc for svc, _ in ids})
+    gzip = (("Accept-Encoding", "gzip"),)
+    return [
+        Client("full", ("/status",)),
+        Client("full-gzip", ("/status",), gzip),
+        Client("full-poller", ("/status",), gzip, poller=True),
+        Client("one", tuple(f"/status/{quote(svc, safe='')}/{quote(name, safe='')}" for svc, name in ids)),
+        Client("filtered", tuple(f"/status?{urlencode({'service': svc})}" for svc in services)),
+    ]
+
+
+# What each scenario is, in the report.
+DESCRIPTIONS = {
+    "full": "`/status`, the whole document, no gzip (the measurement before this change)",
+    "full-gzip": "`/status`, the whole document, `Accept-Encoding: gzip`",
+    "full-poller": "`/status` with gzip and `If-None-Match` of the last ETag received (a poller: 304 until a "
+                   "new cycle)",
+    "one": "`/status/{service}/{slo}`, every SLO in turn",
+    "filtered": "`/status?service=...`, every service in turn (2 SLOs each)",
+}
+OPEN_LOOP_SCENARIOS = ("one", "filtered", "full-gzip", "full-poller")
+
+
+def measure(work: Path, wrk: str, url: str, pid: int, prom_pid: int, client: Client, wrk_seconds: int,
+            rate: float, seconds: float) -> dict[str, Any]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    wait_for_quiet(10)
+    script = wrk_script(work, client)
+    cpu0, prom0, busy0, t0 = cpu_seconds(pid), cpu_seconds(prom_pid), machine_busy(), time.time()
+    done = subprocess.run([wrk, "-t2", "-c16", f"-d{wrk_seconds}s", "--latency", "-s", str(script), url],
+                          capture_output=True, text=True, timeout=wrk_seconds + 60, check=False)
+    t1, busy1 = time.time(), machine_busy()
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+    closed = parse_wrk(done.stdout) | {"output": done.stdout, "seconds": [t0, t1],
+                                       "daemon_cpu_cores": (cpu_seconds(pid) - cpu0) / (t1 - t0),
+                                       "prometheus_cpu_cores": (cpu_seconds(prom_pid) - prom0) / (t1 - t0),
+                                       "machine_busy_percent": 100 * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])}
+    pc = closed["latency_percentiles_ms"]
+    log(f"  {client.name} wrk: {closed['requests_per_second']:,.0f} req/s, p50 {pc['p50']:.1f} ms, "
+        f"p99 {pc['p99']:.1f} ms")
+    opened = None
+    if rate > 0 and client.name in OPEN_LOOP_SCENARIOS:
+        wait_for_quiet(10)
+        cpu0, busy0, t0 = cpu_seconds(pid), machine_busy(), time.time()
+        opened = open_loop(host, int(port), client, rate, seconds)
+        t1, busy1 = time.time(), machine_busy()
+        opened |= {"daemon_cpu_cores": (cpu_seconds(pid) - cpu0) / (t1 - t0), "wall": [t0, t1],
+                   "machine_busy_percent": 100 * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]),
+                   "latency_ms": percentiles(opened["latency_s"])}
+        po = opened["latency_ms"]
+        log(f"  {client.name} open loop {rate:g}/s: p50 {po['p50']:.1f} ms, p99 {po['p99']:.1f} ms, "
+            f"p99.9 {po['p99.9']:.1f} ms, codes {opened['codes']}")
+    return {"scenario": client.name, "paths": len(client.paths), "wrk": closed, "open_loop": opened}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slos", type=int, default=1000)
-    parser.add_argument("--duration", type=int, default=30, help="seconds of wrk (and of the fixed-rate run)")
-    parser.add_argument("--rate", type=float, default=10,
-                        help="then a fixed-rate load at this many req/s (0: none)")
+    parser.add_argument("--wrk-seconds", type=int, default=10, help="seconds of wrk per scenario")
+    parser.add_argument("--rate", type=float, default=1000, help="the open loop's requests/s (0: none)")
+    parser.add_argument("--duration", type=float, default=30, help="seconds of the open loop per scenario")
     args = parser.parse_args(argv)
     binaries = require("prometheus", "promtool", "wrk",
                        hint="install them: apt-get install prometheus wrk (wrk is not in scripts/setup yet)")
@@ -248,32 +384,18 @@ def main(argv: list[str] | None = None) -> int:
             daemon_code.append(code_fingerprint())
             body = requests.get(f"{url}/status", timeout=30)
             status_bytes = len(body.content)
-            slos_served = len(body.json().get("slos", []))
-            log(f"daemon ready ({slos_served} SLOs on /status, {status_bytes:,} bytes); wrk for {args.duration}s")
+            doc = body.json()
+            gzip_bytes = len(requests.get(f"{url}/status", headers={"Accept-Encoding": "gzip"}, timeout=30,
+                                          stream=True).raw.read())
+            log(f"daemon ready ({len(doc['slos'])} SLOs on /status, {status_bytes:,} bytes, {gzip_bytes:,} gzipped)")
             pid, prom_pid = process.pid, server.process.pid
-            idle0, prom_idle0, t_idle = cpu_seconds(pid), cpu_seconds(prom_pid), time.monotonic()
+            memory_ready = memory_kib(pid)
+            idle0, t_idle = cpu_seconds(pid), time.monotonic()
             time.sleep(5)
             idle_cpu = (cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
-            prom_idle = (cpu_seconds(prom_pid) - prom_idle0) / (time.monotonic() - t_idle)
-
-            wait_for_quiet(30)
-            cpu0, prom0, (busy0, total0), t0 = cpu_seconds(pid), cpu_seconds(prom_pid), machine_busy(), time.time()
-            wrk = subprocess.run([binaries["wrk"], "-t2", "-c16", f"-d{args.duration}s", "--latency", f"{url}/status"],
-                                 capture_output=True, text=True, timeout=args.duration + 60, check=False)
-            t1 = time.time()
-            cpu1, prom1, (busy1, total1) = cpu_seconds(pid), cpu_seconds(prom_pid), machine_busy()
+            runs = [measure(work, binaries["wrk"], url, pid, prom_pid, client, args.wrk_seconds, args.rate,
+                            args.duration) for client in scenarios(doc)]
             memory = memory_kib(pid)
-            if wrk.returncode != 0:
-                raise BenchError(f"wrk failed ({wrk.returncode}): {wrk.stderr.strip()}")
-            wrk_result = parse_wrk(wrk.stdout)
-            wrk_result["output"] = wrk.stdout
-            pcts = wrk_result["latency_percentiles_ms"]
-            log(f"  {wrk_result['requests_per_second']:.1f} req/s, p50 {pcts['p50']:.1f} ms, p99 {pcts['p99']:.1f} ms")
-            rate_result = None
-            if args.rate > 0:
-                log(f"fixed rate: {args.rate} req/s for {args.duration}s")
-                rate_result = fixed_rate(f"{url}/status", args.rate, args.duration)
-                rate_result["daemon_memory_kib"] = memory_kib(pid)
             status_after = requests.get(f"{url}/status", timeout=30).json()
         finally:
             if daemon is not None:
@@ -282,21 +404,23 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
             exporter.close()
     all_cycles = cycles_from_log(work / "daemon.log")
-    during = [c for c in all_cycles if c["timestamp"] and t0 <= _epoch(c["timestamp"]) <= t1 + 1]
+    for run in runs:
+        opened = run["open_loop"]
+        if opened:
+            lo, hi = opened["wall"]
+            inside = during_cycles(opened, all_cycles)
+            opened["cycles"] = [c for c in all_cycles if c["timestamp"] and lo <= _epoch(c["timestamp"]) <= hi + 1]
+            opened["requests_during_cycles"] = len(inside)
+            opened["latency_ms_during_cycles"] = percentiles(inside)
+            del opened["due_wall"], opened["latency_s"]  # ~30,000 numbers each: the percentiles stay
     states: dict[str, int] = {}
     for s in status_after.get("slos", []):
         states[s.get("state", "?")] = states.get(s.get("state", "?"), 0) + 1
     result = {
-        "slos": args.slos, "status_bytes": status_bytes, "slos_on_status": slos_served,
-        "wrk_command": f"wrk -t2 -c16 -d{args.duration}s --latency URL/status", "wrk": wrk_result,
-        "daemon_cpu_cores_during_wrk": (cpu1 - cpu0) / (t1 - t0),
-        "daemon_cpu_cores_idle_between_requests": idle_cpu,
-        "prometheus_cpu_cores_during_wrk": (prom1 - prom0) / (t1 - t0),
-        "prometheus_cpu_cores_before_wrk": prom_idle,
-        "machine_busy_percent_during_wrk": 100 * (busy1 - busy0) / max(1e-9, total1 - total0),
-        "daemon_memory_kib_after_wrk": memory,
-        "cycles_during_wrk": during, "cycles_all": all_cycles,
-        "states_after": states, "fixed_rate": rate_result,
+        "slos": args.slos, "status_bytes": status_bytes, "status_gzip_bytes": gzip_bytes,
+        "slos_on_status": len(doc["slos"]), "wrk_command": "wrk -t2 -c16 -dNs --latency -s SCENARIO.lua URL",
+        "runs": runs, "daemon_cpu_cores_idle": idle_cpu, "daemon_memory_kib_ready": memory_ready,
+        "daemon_memory_kib_end": memory, "cycles_all": all_cycles, "states_after": states,
     }
     write_results("status_load", result, report(result), "bench.status_load: /status under load", code,
                   measured=daemon_code)
@@ -310,45 +434,59 @@ def _epoch(text: str) -> float:
 
 
 def report(r: dict[str, Any]) -> str:
-    w = r["wrk"]
-    p = w["latency_percentiles_ms"]
-    mem = r["daemon_memory_kib_after_wrk"]
+    def pcts(p: dict[str, float], keys: Sequence[str] = ("p50", "p90", "p99")) -> str:
+        return " / ".join(f"{p[k]:,.1f}" if k in p else "-" for k in keys)
+
+    closed = [[run["scenario"], f"{run['wrk']['requests_per_second']:,.0f}", pcts(run["wrk"]["latency_percentiles_ms"]),
+               f"{run['wrk']['latency_max_ms']:,.1f}", run["wrk"]["read"],
+               f"{run['wrk']['daemon_cpu_cores']:.2f}", f"{run['wrk']['machine_busy_percent']:.0f}%"]
+              for run in r["runs"]]
+    opened = []
+    for run in r["runs"]:
+        o = run["open_loop"]
+        if not o:
+            continue
+        inside = o["latency_ms_during_cycles"]
+        opened.append([run["scenario"], f"{o['rate']:g} x {o['seconds']:g} s", f"{o['requests']:,}",
+                       pcts(o["latency_ms"], ("p50", "p90", "p99", "p99.9")), f"{o['latency_ms']['max']:,.1f}",
+                       f"{len(o['cycles'])} ({', '.join(format(c['seconds'], '.1f') for c in o['cycles'])})",
+                       f"{o['requests_during_cycles']:,}: {pcts(inside, ('p50', 'p99'))}",
+                       ", ".join(f"{k}: {v:,}" for k, v in o["codes"].items()),
+                       f"{o['daemon_cpu_cores']:.2f}", f"{o['machine_busy_percent']:.0f}%"])
+    mem0, mem = r["daemon_memory_kib_ready"], r["daemon_memory_kib_end"]
     cycle_seconds = [c["seconds"] for c in r["cycles_all"] if c["seconds"] is not None]
-    during = ", ".join(f"{c['seconds']:.1f}" for c in r["cycles_during_wrk"] if c["seconds"] is not None)
-    rows = [
-        ["requests/s (wrk, 2 threads, 16 connections)", f"{w['requests_per_second']:,.1f}"],
-        ["latency p50 / p75 / p90 / p99 (ms)",
-         " / ".join(f"{p.get(k, float('nan')):,.1f}" for k in ("p50", "p75", "p90", "p99"))],
-        ["latency max (ms)", f"{w.get('latency_max_ms', float('nan')):,.1f}"],
-        ["requests, errors (socket / non-2xx)",
-         f"{w.get('requests', 0):,}, {sum(w['socket_errors'].values())} / {w['non_2xx']}"],
-        ["/status body", f"{r['status_bytes']:,} bytes ({r['slos_on_status']} SLOs)"],
-        ["daemon CPU during wrk", f"{r['daemon_cpu_cores_during_wrk']:.2f} cores"],
-        ["daemon CPU with no requests (5 s before wrk)", f"{r['daemon_cpu_cores_idle_between_requests']:.2f} cores"],
-        ["daemon RSS after / peak (VmRSS / VmHWM)",
-         f"{mem.get('VmRSS', 0) / 1024:,.0f} / {mem.get('VmHWM', 0) / 1024:,.0f} MiB"],
-        ["Prometheus CPU during wrk", f"{r['prometheus_cpu_cores_during_wrk']:.2f} cores"],
-        ["machine busy during wrk", f"{r['machine_busy_percent_during_wrk']:.0f}% of all cores"],
-        ["cycles finished during wrk (seconds each)",
-         f"{len(r['cycles_during_wrk'])} ({during})"],
-        ["cycle seconds, all cycles (median)",
-         f"{statistics.median(cycle_seconds):.1f} over {len(cycle_seconds)}" if cycle_seconds else "-"],
-    ]
-    fixed = r.get("fixed_rate")
-    if fixed:
-        fp = fixed["latency_percentiles_ms"]
-        rows.append([f"fixed rate {fixed['rate']:g} req/s: p50 / p90 / p99 (ms), errors",
-                     f"{fp.get('p50', 0):,.1f} / {fp.get('p90', 0):,.1f} / {fp.get('p99', 0):,.1f}, {fixed['errors']}"])
+    described = "\n".join(f"- **{k}**: {v}" for k, v in DESCRIPTIONS.items())
     return f"""## /status under load
 
-`slowatch run` evaluating {r['slos']:,} SLOs (30d windows, live data, a cycle every 30 s) while
-`{r['wrk_command']}` runs. wrk is a closed loop: 16 connections each send the next request when
-the previous answer arrives, so requests/s is the daemon's capacity and the latencies are those at
-saturation, on the same 2 cores as the daemon, Prometheus and wrk itself.
+`slowatch run` evaluating {r['slos']:,} SLOs (30d windows, live data, a cycle every 30 s: median
+cycle {statistics.median(cycle_seconds) if cycle_seconds else float('nan'):.1f} s over {len(cycle_seconds)}
+cycles), all on the same 2 cores as Prometheus, the load generators and, on this shared machine,
+other engineers' tests (the "machine busy" columns: all of that together). /status is
+{r['status_bytes']:,} bytes ({r['status_gzip_bytes']:,} gzipped) for {r['slos_on_status']:,} SLOs.
 
-{md_table(["", "value"], rows)}
+{described}
 
-States after the run: {', '.join(f'{k} {v}' for k, v in sorted(r['states_after'].items()))}.
+### Fixed rate (open loop)
+
+wrk2 is not installed, so `bench.status_load.open_loop` (asyncio, raw HTTP/1.1 on 64 kept-alive
+connections) sends request i at start + i/rate whatever happened before, and counts its latency
+from that due time: a stall is charged to every request it delays (no coordinated omission).
+"during cycles": the requests that fell due while an evaluation cycle ran (from the daemon's log).
+
+{md_table(["scenario", "rate", "requests", "latency p50 / p90 / p99 / p99.9 ms", "max ms",
+           "cycles (s each)", "during cycles: n: p50 / p99 ms", "answers", "daemon CPU", "machine busy"], opened)}
+
+### Capacity (wrk, closed loop, 2 threads, 16 connections)
+
+Each connection sends its next request when the answer arrives: requests/s is the capacity and
+the latencies are those at saturation.
+
+{md_table(["scenario", "req/s", "latency p50 / p90 / p99 ms", "max ms", "read", "daemon CPU", "machine busy"], closed)}
+
+Daemon RSS (VmRSS / peak VmHWM): {mem0.get('VmRSS', 0) / 1024:,.0f} / {mem0.get('VmHWM', 0) / 1024:,.0f} MiB
+ready, {mem.get('VmRSS', 0) / 1024:,.0f} / {mem.get('VmHWM', 0) / 1024:,.0f} MiB after the load. Daemon CPU with
+no requests: {r['daemon_cpu_cores_idle']:.2f} cores. States after the run:
+{', '.join(f'{k} {v}' for k, v in sorted(r['states_after'].items()))}.
 """
 
 
