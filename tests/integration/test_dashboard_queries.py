@@ -1,5 +1,7 @@
 """With a real Prometheus scraping a running slowatch over generated data, every SLO panel query
-returns data.
+returns data; and a composite's panel queries, run on each Prometheus version over the session's
+history, return the daemon's combination (``core.composite.combine``) of the generator's exact
+counts.
 
 Prometheus holds 7 days of generated history reaching the present (backfilled up to now, then
 scraped live from the generator) and scrapes the daemon's ``/metrics`` every 2 s; the daemon
@@ -22,6 +24,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +33,24 @@ import requests
 
 from slowatch.adapters import dashboards as builders
 from slowatch.core import dashboards as dd
-from slowatch.core.model import SLO, ThroughputSLI
+from slowatch.core.budget import EventCounts, Measurement
+from slowatch.core.composite import combine
+from slowatch.core.model import SLO, Component, CompositeSLI, RollingWindow, ThroughputSLI, Weighting
+from slowatch.core.promql import go_float
 from slowatch.core.windows import format_duration, parse_duration
 from slowatch.spec import load_specs
-from tests.integration.test_daemon import Daemon, wait_until
-from tests.support.generator import generate
+from tests.integration.test_daemon import Daemon
+from tests.support.generator import BUCKET, COUNT, REQUESTS_TOTAL, History, generate
 from tests.support.live import LiveExporter
-from tests.support.processes import Server, create_blocks, free_port, start_prometheus
+from tests.support.processes import (
+    PROMETHEUS_VERSIONS,
+    Server,
+    create_blocks,
+    free_port,
+    instant_query,
+    start_prometheus,
+    wait_until,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "slos"
 STEP = 15  # seconds between generated samples
@@ -237,3 +251,80 @@ def test_every_performance_panel_returns_data(world: World) -> None:
     performance = builders.performance_dashboard()
     empties = empty_panels(world.prometheus, performance, {})
     assert not empties, failure(empties, targets(performance))
+
+
+# --- composites: the panel queries against the generator's exact counts ------------------------------
+
+COMPONENT_EVENTS: dict[str, tuple[str, dict[str, str], str, dict[str, str | set[str]]]] = {
+    # component -> (metric of its total, labels, metric of its good or bad events, their labels)
+    "auth/login-availability": (REQUESTS_TOTAL, {"service": "auth", "endpoint": "/auth/login"},
+                                "bad", {"code": {"500", "503"}}),
+    "auth/login-latency": (COUNT, {"service": "auth", "endpoint": "/auth/login"}, "good", {"le": "0.2"}),
+    "knowledge/search-availability": (REQUESTS_TOTAL, {"service": "knowledge", "endpoint": "/knowledge/search"},
+                                      "bad", {"code": {"500", "503"}}),
+}
+
+
+def exact(history: History, slo_id: str, start: int, end: int) -> EventCounts:
+    """The generator's exact good and total events of a component in ``(start, end]``."""
+    metric, labels, role, extra = COMPONENT_EVENTS[slo_id]
+    total = history.increase(metric, labels, start, end)
+    if role == "good":
+        return EventCounts(good=history.increase(BUCKET, {**labels, **extra}, start, end), total=total)
+    return EventCounts(good=total - history.increase(metric, {**labels, **extra}, start, end), total=total)
+
+
+@pytest.fixture(scope="module", params=PROMETHEUS_VERSIONS, ids=[f"prometheus-{v}" for v in PROMETHEUS_VERSIONS])
+def history_prometheus(request: pytest.FixtureRequest, blocks: Path,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Each Prometheus version over the session's generated history (no daemon needed here)."""
+    if request.param == PROMETHEUS_VERSIONS[0]:
+        yield request.getfixturevalue("prometheus")
+        return
+    server = start_prometheus(tmp_path_factory.mktemp(f"prometheus-{request.param}"), blocks, version=request.param)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("weighting", [pytest.param("weights", id="weights"), pytest.param("events", id="events")])
+@pytest.mark.parametrize("instant", [
+    pytest.param("auth-incident", id="at the end of the auth incident, every component with events"),
+    pytest.param("silence", id="in the knowledge silence, knowledge leaving both sums"),
+])
+def test_a_composites_panel_queries_return_the_weighted_mean_of_the_exact_counts(
+    history: History, history_prometheus: Server, weighting: Weighting, instant: str,
+) -> None:
+    every = {s.id: s for s in load_specs([EXAMPLE])}
+    composite = SLO("journey", "checkout", 99.5, RollingWindow(timedelta(days=30)), CompositeSLI(
+        (Component("auth/login-availability", 1), Component("auth/login-latency", 2),
+         Component("knowledge/search-availability", 3)), weighting))
+    at = (history.scenario.episode("auth-incident").end if instant == "auth-incident"
+          else history.scenario.silence.start + 3600)
+    assert at % history.step == 0
+    span = int(parse_duration(dd.EVENT_RANGE).total_seconds())
+    counts = {i: exact(history, i, at - span, at) for i in COMPONENT_EVENTS}
+    assert (counts["knowledge/search-availability"].total == 0) == (instant == "silence")
+    moment = datetime.fromtimestamp(at, UTC)
+    combined = combine(composite, {i: Measurement(at=moment, counts={"5m": x}) for i, x in counts.items()})
+    want = {"composite": combined.counts["5m"]}
+    assert isinstance(composite.sli, CompositeSLI)
+    for c in composite.sli.components:
+        want[f"{c.slo} (weight {go_float(c.weight)})"] = counts[c.slo]
+
+    dashboard = builders.slo_dashboard(composite, every={**every, composite.id: composite})
+    [drawn] = [p for p in dashboard["panels"] if p["title"].startswith("SLI over 5m")]
+    got: dict[str, float | None] = {}
+    for target in drawn["targets"]:
+        result = instant_query(history_prometheus.url, target["expr"], at)
+        assert len(result) <= 1, result
+        got[target["legendFormat"]] = float(result[0]["value"][1]) if result else None
+    expected = {k: (x.good / x.total if x.total > 0 else None) for k, x in want.items()}
+    assert got.keys() == expected.keys()
+    for legend, value in expected.items():
+        assert (got[legend] is None) == (value is None), (legend, got[legend], value)
+        if value is not None:
+            assert got[legend] == pytest.approx(value, rel=1e-12, abs=0), legend
+    if weighting == "weights" and instant == "auth-incident":  # the weighted mean, written out
+        slis = [x.good / x.total for x in counts.values()]
+        assert expected["composite"] == pytest.approx((slis[0] + 2 * slis[1] + 3 * slis[2]) / 6, rel=1e-12)
+        assert slis[0] < 0.9  # the incident's 20% of errors is in the window
