@@ -75,13 +75,14 @@ class Daemon:
         saved = self.store.load_or_set_aside() if self.store else SavedState()
         self.alertmanager = AlertmanagerClient.from_settings(settings, pending=saved.pending)
         self._pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency), thread_name_prefix="eval")
+        # Batched queries and the hour ledger: a cycle's cost does not grow with the window length.
+        # With a state dir the ledger survives restarts: loaded in the first cycle (so /readyz
+        # turns ready only once a cycle ran with it), saved after each hour is added.
+        self.source = PlannedSource(self.prometheus,
+                                    store=LedgerStore(settings.state_dir) if settings.state_dir else None)
         self.cycle = Cycle(
             slos,
-            # Batched queries and the hour ledger: a cycle's cost does not grow with the window length.
-            # With a state dir the ledger survives restarts: loaded in the first cycle (so /readyz
-            # turns ready only once a cycle ran with it), saved after each hour is added.
-            source=PlannedSource(self.prometheus,
-                                 store=LedgerStore(settings.state_dir) if settings.state_dir else None),
+            source=self.source,
             sink=self.alertmanager, store=self.store, telemetry=self.metrics,
             publisher=Prerendering(self.holder, self.registry),  # /metrics rendered off the scrape's path
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),

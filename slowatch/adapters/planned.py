@@ -10,17 +10,18 @@ read by range queries in pieces of ``BACKFILL_PIECE``, for the SLOs missing them
 from __future__ import annotations
 
 import threading
+import time
 from array import array
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
 from slowatch.adapters.prometheus import PrometheusSource
-from slowatch.adapters.urls import redact
+from slowatch.adapters.urls import redact, scrub
 from slowatch.core.budget import Measurement
 from slowatch.core.measure import ANSWERED, Span, le_spellings, read_answer
 from slowatch.core.model import SLO
@@ -38,7 +39,7 @@ from slowatch.core.plan import (
     utc,
 )
 from slowatch.core.promql import KIND_LABEL, ResultError
-from slowatch.errors import QueryError, SourceError, SourceUnavailable, StateError
+from slowatch.errors import QueryError, SourceError, SourceUnavailable
 
 log = structlog.get_logger("slowatch")
 
@@ -62,6 +63,16 @@ class LedgerFile(Protocol):
         ...
 
 
+@dataclass
+class UpkeepStats:
+    """What keeping the ledger has cost since start (``bench.restart`` reads it)."""
+
+    ledger_cpu_seconds: float = 0.0
+    """The arithmetic alone: finding the missing hours, appending them, dropping old ones."""
+    saves: int = 0
+    save_seconds: float = 0.0
+
+
 class PlannedSource:
     """Measures many SLOs per query, long windows from the hour ledger (``ledger=False``: every
     window read live over its whole range, the cost model without a ledger). With a ``store``,
@@ -81,6 +92,8 @@ class PlannedSource:
         next hour settles or the SLOs change)."""
         self._lock = threading.Lock()
         self._upkeeping = threading.Lock()
+        self.stats = UpkeepStats()
+        self._unsaved = False
 
     def _plan(self, slos: Sequence[SLO]) -> list[Group]:
         key = tuple(slos)
@@ -108,28 +121,40 @@ class PlannedSource:
             self.ledger = self.store.load(self._engine())  # before planning: the plan retains its rows
             self._loaded = True
         groups = self._plan(slos)
-        with self._upkeeping:  # one upkeep at a time: two cycles must not grow the same rows
-            out: dict[str, Measurement | Exception] = dict(self._upkeep(groups, at))
-        futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
-        for group in groups:
-            for whole in group.chunks():
-                chunk = tuple(s for s in whole if s.id not in out)
-                if chunk:
-                    futures.append((chunk, executor.submit(self._measure_chunk, group, chunk, at)))
-        for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
+        with self._upkeeping:  # one cycle's ledger work at a time: rows must not grow while read or saved
+            failed, added = self._upkeep(groups, at)
+            out: dict[str, Measurement | Exception] = dict(failed)
+            saver = None
+            if (added or self._unsaved) and self.store is not None:
+                # Written while the chunks are measured (both only read the rows), so the write's
+                # fsync does not delay the cycle; joined before the rows may grow again.
+                saver = threading.Thread(target=self._save, args=(at,), name="ledger-save")
+                saver.start()
             try:
-                out.update(future.result())
-            except Exception as exc:  # per chunk, as it was raised (ports.BatchSource): a bug, with its
-                out.update({s.id: exc for s in chunk})  # traceback, becomes `error` in the engine
+                futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
+                for group in groups:
+                    for whole in group.chunks():
+                        chunk = tuple(s for s in whole if s.id not in out)
+                        if chunk:
+                            futures.append((chunk, executor.submit(self._measure_chunk, group, chunk, at)))
+                for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
+                    try:
+                        out.update(future.result())
+                    except Exception as exc:  # per chunk, as it was raised (ports.BatchSource): a bug, with
+                        out.update({s.id: exc for s in chunk})  # its traceback, becomes `error` in the engine
+            finally:
+                if saver is not None:
+                    saver.join()
         return out
 
-    def _upkeep(self, groups: Sequence[Group], at: datetime) -> dict[str, Exception]:
+    def _upkeep(self, groups: Sequence[Group], at: datetime) -> tuple[dict[str, Exception], bool]:
         """Bring every group's rows to the hours its SLOs need at ``at``: for each set of SLOs
         missing the same hours (usually: every SLO, the hour that just settled; after a start
         with a saved ledger, the hours missed while down; after a change, the changed SLOs'
         rows alone), range queries over those hours for those SLOs' keys only. Runs before the
         chunks are measured, so no chunk reads a row while it grows. Returns the SLOs whose
-        hours could not be read (they fail this cycle; the others are measured)."""
+        hours could not be read (they fail this cycle; the others are measured) and whether any
+        hour was added (the ledger is then saved)."""
         failed: dict[str, Exception] = {}
         added = False
         for group in groups:
@@ -139,11 +164,13 @@ class PlannedSource:
             if not need or self._kept.get(group.signature) == need:
                 continue
             ledger = self.ledger.group(group.signature)
+            cpu = time.thread_time()
             by_missing: dict[range, list[SLO]] = {}
             for slo, rks in self._rows[group.signature]:
                 missing = ledger.missing(need, rks)
                 if missing:
                     by_missing.setdefault(missing, []).append(slo)
+            self.stats.ledger_cpu_seconds += time.thread_time() - cpu
             for missing, members in by_missing.items():
                 for i in range(0, len(members), CHUNK):
                     batch = members[i:i + CHUNK]
@@ -154,18 +181,32 @@ class PlannedSource:
                     except Exception as exc:  # SourceError, or a bug: the batch's SLOs carry it
                         failed.update({s.id: exc for s in batch})
                         continue
+                    cpu = time.thread_time()
                     ledger.fill(missing, values, group.ledger_keys(batch))
+                    self.stats.ledger_cpu_seconds += time.thread_time() - cpu
                     added = True
+            cpu = time.thread_time()
             ledger.drop_before(need.start)
+            self.stats.ledger_cpu_seconds += time.thread_time() - cpu
             if not any(s.id in failed for s in group.slos):
                 self._kept[group.signature] = need
-        if added and self.store is not None:
-            try:
-                self.store.save(self.ledger, self._engine(), at)
-            except StateError as exc:  # the ledger in memory is right; only a restart would refill it
-                log.error("hour ledger not saved; a restart now would read it again from Prometheus",
-                          error=str(exc))
-        return failed
+        return failed, added
+
+    def _save(self, at: datetime) -> None:
+        """A failed write is logged, never allowed to fail the cycle (the ledger in memory is right;
+        only a restart would read it again), and retried the next cycle."""
+        assert self.store is not None
+        started = time.perf_counter()
+        try:
+            self.store.save(self.ledger, self._engine(), at)
+        except Exception as exc:  # StateError, or a bug in the writer: either way the cycle goes on
+            log.error("hour ledger not saved; a restart now would read it again from Prometheus",
+                      error=scrub(f"{type(exc).__name__}: {exc}"))
+            self._unsaved = True
+            return
+        self._unsaved = False
+        self.stats.saves += 1
+        self.stats.save_seconds += time.perf_counter() - started
 
     def _measure_chunk(
         self, group: Group, chunk: tuple[SLO, ...], at: datetime

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from slowatch.adapters.ledger_store import HEADER, MAGIC, LedgerStore, decode, encode
+from slowatch.adapters.metrics import new_registry
 from slowatch.adapters.planned import BACKFILL_PIECE, PlannedSource
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.core.budget import SLO_WINDOW, Measurement
@@ -29,6 +30,9 @@ from slowatch.core.measure import ANSWERED, PROMETHEUS, Flavour
 from slowatch.core.model import SLO, RatioSLI, RollingWindow
 from slowatch.core.plan import CHUNK, COMPACT_SHARE, HOUR, GroupLedger, Ledger, Row, ledger_end
 from slowatch.core.promql import KIND_LABEL, Sample
+from slowatch.cycle import Cycle
+from slowatch.view import ViewHolder
+from tests.unit.fakes import FakeAlertmanager, MemoryStore, SteppedClock
 
 AT = datetime(2026, 11, 27, 12, 34, 56, tzinfo=UTC)
 ENGINE = f"http://prometheus.test:9090 {PROMETHEUS}"
@@ -316,6 +320,22 @@ def test_a_ledger_file_not_to_trust_is_logged_and_rebuilt(
     assert LedgerStore(tmp_path).load(ENGINE).groups
 
 
+def test_a_ledger_that_cannot_be_saved_is_logged_and_the_cycle_goes_on(tmp_path: Path) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state directory should be")
+    fake = FakePrometheus()
+    src = source(fake, LedgerStore(blocked))
+    with capture_logs() as logs:
+        got = measure(src, [ratio(1, DAY)], AT)
+        measure(src, [ratio(1, DAY)], AT + timedelta(seconds=30))  # retried the next cycle
+    assert got[ratio(1, DAY).id].counts["1d"].total > 0
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 2 and "cannot write the hour ledger" in errors[0]["error"]
+    blocked.unlink()
+    measure(src, [ratio(1, DAY)], AT + timedelta(seconds=60))
+    assert LedgerStore(blocked).load(ENGINE).groups  # saved once it could be
+
+
 def test_an_unreadable_ledger_file_is_logged_and_rebuilt(tmp_path: Path) -> None:
     (tmp_path / "ledger.bin").mkdir()  # reading a directory fails with an OSError
     with capture_logs() as logs:
@@ -367,3 +387,20 @@ def test_an_unusable_hour_stays_unusable_after_a_restart(tmp_path: Path) -> None
     assert restarted.ranges == []
     assert math.isnan(got[slos[0].id].counts["1d"].total)
     assert got[slos[0].id].counts["1h"].total == 0.0  # read live, not from the ledger
+
+
+def test_a_loaded_ledger_turns_ready_only_after_the_first_cycle_that_ran_with_it(tmp_path: Path) -> None:
+    slos = [ratio(1, DAY)]
+    measure(source(FakePrometheus(), LedgerStore(tmp_path)), slos, AT)  # the run before the restart
+    holder = ViewHolder()
+    _, metrics = new_registry(holder, process=False)
+    restarted = FakePrometheus()
+    src = source(restarted, LedgerStore(tmp_path))
+    with ThreadPoolExecutor(2) as pool:
+        cycle = Cycle(slos, source=src, sink=FakeAlertmanager(), store=MemoryStore(), publisher=holder,
+                      telemetry=metrics, executor=pool, clock=SteppedClock(AT))
+        cycle.publish(AT)
+        assert not holder.current().ready and src.ledger.groups == {}  # built, nothing loaded, not ready
+        cycle.run(AT + timedelta(seconds=30))
+    assert holder.current().ready and src.ledger.groups
+    assert restarted.ranges == [] and restarted.instant == 1  # the cycle that turned it ready read no hour
