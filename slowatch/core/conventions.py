@@ -125,11 +125,9 @@ PERIOD_SLI = f"{PREFIX}:slo_period_sli:ratio"
 BUDGET_CONSUMED_RATIO = f"{PREFIX}:slo_error_budget_consumed:ratio"
 BUDGET_REMAINING_RATIO = f"{PREFIX}:slo_error_budget_remaining:ratio"
 
-# The daemon's series the rules and dashboards read (INTERFACES.md, Metrics): 1 while one of an
-# SLO's exclusions covers the instant, else 0 (only SLOs with exclusions); the excluded seconds
-# of each window.
+# The daemon's series the rules and dashboards read: 1 while one of an SLO's exclusions covers
+# the instant, else 0 (exported only for SLOs with exclusions).
 EXCLUSION_ACTIVE = f"{PREFIX}_exclusion_active"
-EXCLUDED_SECONDS = f"{PREFIX}_slo_excluded_seconds"
 
 # --- rule groups (unique per SLO, so one PrometheusRule can hold every service) ----------------
 

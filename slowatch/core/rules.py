@@ -45,9 +45,8 @@ Without the gauge (the daemon not scraped) nothing is excluded.
 ``measure.composite_counts`` over the components' recorded events of that window (the SLO window:
 the sums of their steps over the composite's window), exactly ``core.composite.combine``. Rules of
 one group read another group's latest samples, so a composite trails its components by up to one
-evaluation interval. A composite's own exclusions cannot mask steps it does not have: its burn-rate
-alerts stay silent while their long window holds excluded time
-(``slowatch_slo_excluded_seconds``).
+evaluation interval. A composite has no exclusions of its own (the spec refuses them): its
+components' exclusions reach it through their masked steps.
 """
 
 from __future__ import annotations
@@ -428,7 +427,6 @@ def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
             f"{_without_window(c.BURN_RATE, slo, row.long_window)} >= {threshold}\n"
             f"and\n"
             f"{_without_window(c.BURN_RATE, slo, row.short_window)} >= {threshold}"
-            + _unless_excluded(slo, row.long_window)
         ),
         labels=_alert_labels(
             slo,
@@ -442,15 +440,6 @@ def burn_rate_alert(slo: SLO, row: BurnRateAlertWindow) -> AlertingRule:
             f"{burn_description(slo, row, value)} Objective {slo.objective_percent:g}% over {slo.window.name}.",
         ),
     )
-
-
-def _unless_excluded(slo: SLO, window: str) -> str:
-    """A composite's own exclusions: silent while ``window`` holds excluded time (its windows are
-    its components' and cannot be masked). Nothing for other SLOs: their steps are masked."""
-    if not (slo.exclusions and isinstance(slo.sli, CompositeSLI)):
-        return ""
-    excluded = f"max by ({c.SERVICE_LABEL}, {c.SLO_LABEL}) ({selector(c.EXCLUDED_SECONDS, slo, window)}) > 0"
-    return f"\nunless on ({c.SERVICE_LABEL}, {c.SLO_LABEL})\n{excluded}"
 
 
 def _percent(fraction: str) -> str:

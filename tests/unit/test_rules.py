@@ -421,14 +421,12 @@ def test_an_slo_with_exclusions_records_empty_steps_while_excluded_and_sums_them
 
 
 def test_an_slo_without_exclusions_never_reads_the_exclusion_gauge() -> None:
-    assert all(c.EXCLUSION_ACTIVE not in r.expr and c.EXCLUDED_SECONDS not in r.expr
-               for g in every_group(make()) for r in g.rules)
+    assert all(c.EXCLUSION_ACTIVE not in r.expr for g in every_group(make()) for r in g.rules)
 
 
-def composite_of(weighting: Weighting = "weights", window: Window = THIRTY_DAYS,
-                 exclusions: tuple[Exclusion, ...] = ()) -> SLO:
+def composite_of(weighting: Weighting = "weights", window: Window = THIRTY_DAYS) -> SLO:
     return SLO("journey", "checkout", 99.5, window, CompositeSLI(
-        (Component("shop/checkout", 1), Component("pay/charge", 2.5)), weighting), exclusions=exclusions)
+        (Component("shop/checkout", 1), Component("pay/charge", 2.5)), weighting))
 
 
 COMPONENTS = {s.id: s for s in (make(), replace(make(), service="pay", name="charge"))}
@@ -477,20 +475,3 @@ def test_a_composite_over_a_calendar_component_has_no_slo_window_rules_and_says_
     assert alerts is not None
     assert [r.alert for r in alerts.rules if isinstance(r, AlertingRule)] == [c.BUDGET_BURN] * 3
     assert any(c.BUDGET_CONSUMED in line for line in alerts.comment)
-
-
-@pytest.mark.parametrize(("exclusions", "suppressed"), [
-    pytest.param((MAINTENANCE,), True, id="its own exclusions silence a burn alert while its long window holds one"),
-    pytest.param((), False, id="without exclusions its burn alerts read the burn rates alone"),
-])
-def test_a_composites_own_exclusions_silence_its_burn_alerts(exclusions: tuple[Exclusion, ...],
-                                                            suppressed: bool) -> None:
-    group = alerts_group(composite_of(exclusions=exclusions), COMPONENTS)
-    assert group is not None
-    burns = [r for r in group.rules if isinstance(r, AlertingRule) and r.alert == c.BUDGET_BURN]
-    for rule in burns:
-        long = dict(rule.labels)[c.LONG_WINDOW_LABEL]
-        tail = ('\nunless on (service, slo)\nmax by (service, slo) (slowatch_slo_excluded_seconds{service="journey",'
-                f'slo="checkout",window="{long}"}}) > 0')
-        assert rule.expr.endswith(tail) == suppressed
-        promql_parser.parse(rule.expr)
