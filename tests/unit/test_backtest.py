@@ -295,3 +295,21 @@ def test_the_table_and_json_show_the_excluded_time_and_events() -> None:
     assert (doc["slos"][0]["excluded_seconds"], doc["slos"][0]["excluded_events"]) == (1800, 30 * RATE)
     lines = table(doc).splitlines()
     assert lines[2].split()[-1] == "30m" and lines[3] == "    excluded 3000 events in 30m"
+
+
+def test_a_weekly_exclusion_in_paris_stays_at_local_2am_across_the_dst_change() -> None:
+    # Europe/Paris leaves summer time on Sunday 2026-10-25 (03:00 CEST -> 02:00 CET): 02:00 local is
+    # 00:00Z before, 01:00Z after (on the night itself the first 02:00, CEST, as zoneinfo's fold=0 reads it).
+    weekly = Exclusion(reason="weekly maintenance", rrule="FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0;BYSECOND=0",
+                       duration=2 * H, timezone="Europe/Paris")
+    s = replace(slo(), exclusions=(weekly,))
+    start, end = datetime(2026, 10, 17, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    r = replay([s], {s.id: tiles(s, start, end, [])}, start, end, timedelta(minutes=1)).slos[0]
+    sundays = [datetime(2026, 10, 18, 0, tzinfo=UTC), datetime(2026, 10, 25, 0, tzinfo=UTC),
+               datetime(2026, 11, 1, 1, tzinfo=UTC)]
+    assert r.excluded_seconds == 3 * 2 * 3600
+    assert r.excluded_events == 3 * 120 * RATE
+    # An hour off on any Sunday would move 60 minutes out of the window: the budget sees exactly these.
+    errors = [(a, a + 2 * H, 1.0) for a in sundays]
+    spent = replay([s], {s.id: tiles(s, start, end, errors)}, start, end, timedelta(minutes=1)).slos[0]
+    assert spent.budget_consumed_end == 0 and spent.alerts == ()
