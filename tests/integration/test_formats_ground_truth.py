@@ -139,3 +139,48 @@ def test_the_ratio_of_rates_is_the_ratio_of_increases(
     increases = (instant_value(prometheus.url, f"sum(increase(http_requests_total{{{sel}{bad}}}[{window}]))", at)
                  / instant_value(prometheus.url, f"sum(increase(http_requests_total{{{sel}}}[{window}]))", at))
     assert rates == pytest.approx(increases, rel=REL)
+
+
+def openslo_journey(out: Path) -> Path:
+    """An OpenSLO v1 composite as other tools write it (objectives with their own indicator and
+    compositeWeight): login availability weight 2, login latency under 200 ms weight 1."""
+    def prometheus(query: str) -> dict[str, Any]:
+        return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
+
+    sel = '{service="auth",endpoint="/auth/login"}'
+    doc = {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": {"name": "login"}, "spec": {
+        "service": "journeys", "timeWindow": [{"duration": "30d", "isRolling": True}],
+        "budgetingMethod": "Occurrences", "objectives": [
+            {"displayName": "availability", "target": 0.9995, "compositeWeight": 2, "indicator": {
+                "metadata": {"name": "availability"}, "spec": {"ratioMetric": {
+                    "counter": True, "bad": prometheus(f'http_requests_total{sel[:-1]},code=~"5.."}}'),
+                    "total": prometheus(f"http_requests_total{sel}")}}}},
+            {"displayName": "latency", "target": 0.95, "compositeWeight": 1, "op": "lte", "value": 0.2,
+             "indicator": {"metadata": {"name": "latency"}, "spec": {
+                 "thresholdMetric": prometheus(f"http_request_duration_seconds_bucket{sel}")}}},
+        ]}}
+    path = out / "journey.yaml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("instant", list(INSTANTS), ids=list(INSTANTS))
+def test_an_openslo_composite_is_the_weighted_mean_of_its_objectives_exact_slis(
+    prometheus: Server, history: History, tmp_path: Path, instant: str
+) -> None:
+    at = INSTANTS[instant](history)
+    got = slo(evaluate(prometheus.url, openslo_journey(tmp_path), at), "journeys", "login")
+    budget = 1 - (2 * 99.95 + 95) / 3 / 100  # no slowatch/composite-objective: the weighted mean of the targets
+
+    def sli(start: int) -> float | None:
+        parts = [(2, ratio_truth(history, LOGIN, start, at)), (1, latency_truth(history, LOGIN, "0.2", start, at))]
+        seen = [(w, 1 - bad / total) for w, (bad, total) in parts if total > 0]  # no events: leaves both sums
+        return sum(w * s for w, s in seen) / sum(w for w, _ in seen) if seen else None
+
+    whole = sli(at - 30 * DAY)
+    assert whole is not None and got["sli"] == pytest.approx(whole, rel=REL)
+    assert got["error_budget"]["consumed"] == pytest.approx((1 - whole) / budget, rel=REL)
+    for w, seconds in BURN_WINDOWS.items():
+        part = sli(at - seconds)
+        want = None if part is None else (1 - part) / budget
+        assert got["burn_rates"][w] == (want if want is None else pytest.approx(want, rel=REL)), w
