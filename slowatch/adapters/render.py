@@ -64,7 +64,7 @@ def _excluded_line(s: BudgetStatus) -> str:
     """One table line for an SLO with excluded time: the active exclusion, the excluded time per window."""
     active = exclusion_document(s)
     now = f"excluded now ({active['reason']}, {active['start']} .. {active['end']})" if active else "not excluded now"
-    spans = ", ".join(f"{w} {format_duration(timedelta(seconds=round(v)))}"
+    spans = ", ".join(f"{w}: {format_duration(timedelta(seconds=round(v)))}"
                       for w, v in s.excluded_seconds.items() if v > 0)
     return f"{s.slo.id}: {now}; excluded time: {spans or 'none'}"
 
