@@ -390,6 +390,10 @@ def replay(slos: Sequence[SLO], tiles: Mapping[str, Tiles], start: datetime, end
     if t1 <= t0:
         raise BacktestError(f"--to ({end}) must be after --from ({start})")
     every = {s.id: s for s in (*components, *slos)}
+    unknown = sorted({c.slo for s in every.values() if isinstance(s.sli, CompositeSLI) for c in s.sli.components}
+                     - every.keys())
+    if unknown:
+        raise BacktestError(f"composites contain {', '.join(unknown)}: pass them as components")
     missing = sorted(s for s in every if not is_composite(every[s]) and s not in tiles)
     if missing:
         raise BacktestError(f"no events were read for {', '.join(missing)}")

@@ -281,9 +281,13 @@ def test_a_composite_of_a_composite_reaches_the_leaves() -> None:
     assert r.budget_consumed_end == pytest.approx(30 * 0.1 * RATE / (2 * WINDOW_EVENTS) / BUDGET, rel=1e-9)
 
 
-def test_a_component_without_tiles_is_refused() -> None:
-    with pytest.raises(BacktestError, match="no events were read for shop/b"):
-        replay([composite()], {A.id: a_and_b()[A.id]}, START, END, timedelta(minutes=1), components=[A, B])
+@pytest.mark.parametrize(("components", "message"), [
+    pytest.param([A, B], "no events were read for shop/b", id="a component without tiles is refused"),
+    pytest.param([A], "composites contain shop/b: pass them as components", id="a component not given is refused"),
+])
+def test_a_composite_needs_its_components_and_their_tiles(components: list[SLO], message: str) -> None:
+    with pytest.raises(BacktestError, match=message):
+        replay([composite()], {A.id: a_and_b()[A.id]}, START, END, timedelta(minutes=1), components=components)
 
 
 def test_the_table_and_json_show_the_excluded_time_and_events() -> None:
