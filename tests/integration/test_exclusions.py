@@ -35,7 +35,8 @@ from slowatch.ports import SystemClock
 from slowatch.spec import load_specs
 from slowatch.view import ViewHolder
 from tests.integration.alertmanager_fixtures import ALERTMANAGERS, WebhookReceiver, launch_alertmanager
-from tests.support.generator import DAY, History
+from tests.integration.test_eval import DAY_BAD_SLICES
+from tests.support.generator import DAY, RATE_2M_WINDOW, History
 from tests.support.processes import Alertmanager, ProcessError, Server
 
 REL = 1e-9
@@ -68,11 +69,12 @@ def truth(history: History, start: int, end: int, excluded: list[Interval]) -> t
     return bad, total
 
 
-def spec_with(tmp_path: Path, exclusions: list[dict[str, Any]]) -> Path:
-    """deploy/slos/auth.yaml's login-availability alone, with ``exclusions``."""
-    doc = yaml.safe_load((EXAMPLE / "auth.yaml").read_text())
-    doc["slos"] = [{**s, "exclusions": exclusions} for s in doc["slos"] if s["name"] == "login-availability"]
-    path = tmp_path / "auth.yaml"
+def spec_with(tmp_path: Path, exclusions: list[dict[str, Any]], file: str = "auth.yaml",
+              name: str = "login-availability") -> Path:
+    """An example SLO alone (auth.yaml's login-availability by default), with ``exclusions``."""
+    doc = yaml.safe_load((EXAMPLE / file).read_text())
+    doc["slos"] = [{**s, "exclusions": exclusions} for s in doc["slos"] if s["name"] == name]
+    path = tmp_path / file
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -133,6 +135,38 @@ def test_an_exclusion_covering_the_incident_leaves_the_exact_counts_minus_its_ev
     assert_counts(doc, history, at, [(lo, hi)])
     active = {"reason": "upstream outage", "start": rfc3339(lo), "end": rfc3339(hi)}
     assert doc["exclusion"] == (active if lo <= at < hi else None)
+
+
+def test_throughput_slices_inside_an_exclusion_are_not_counted(
+    engine: Server, engine_key: tuple[str, str], history: History, tmp_path: Path,
+) -> None:
+    """gateway/sustained-throughput (1d of 1-minute slices at 200 req/s) with its 20-minute dip
+    excluded, 13:53 to 15:23: a ledger hour and two live edges. Slices in a span (a, b] are the
+    minutes in [a + 1m, b] (History.slices counts both ends), each engine's rate(x[2m]) as
+    test_eval measures it."""
+    dip = history.scenario.episode("gateway-dip")
+    lo, hi = dip.start - 67 * MINUTE, dip.end + 3 * MINUTE
+    at = dip.end + 3 * HOUR
+    rate_window = RATE_2M_WINDOW[engine_key]
+    spec = spec_with(tmp_path, [{"start": rfc3339(lo), "end": rfc3339(hi), "reason": "capacity test"}],
+                     "platform.yaml", "sustained-throughput")
+    doc = evaluated(engine.url, at, spec)
+
+    def slices(a: int, b: int) -> tuple[int, int]:
+        c = history.slices(200, a + MINUTE, b, rate_window=rate_window)
+        assert c.ties == 0
+        return c.good, c.total
+
+    for window, seconds in {"1d": DAY, "6h": 6 * HOUR}.items():
+        good, total = slices(at - seconds, at)
+        gone_good, gone_total = slices(lo, hi)
+        assert (total - good, gone_total) == (DAY_BAD_SLICES[rate_window], 90)  # the dip, all excluded
+        kept_bad = total - good - (gone_total - gone_good)
+        assert kept_bad == 0
+        assert doc["burn_rates"][window] == 0.0, window
+    good, total = slices(at - DAY, at)
+    assert doc["sli"] == pytest.approx((good - 90 + DAY_BAD_SLICES[rate_window]) / (total - 90), rel=REL)
+    assert doc["excluded_seconds"]["1d"] == 90 * MINUTE
 
 
 def test_a_past_interval_added_later_adjusts_the_budget_from_the_same_ledger(
