@@ -8,6 +8,7 @@ content type, headers and body conform to the schema, unsupported methods answer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from schemathesis import GenerationMode
 from slowatch.adapters.http import OPENAPI, App, Server, serve
 from slowatch.adapters.metrics import new_registry
 from slowatch.core.budget import SLO_WINDOW, EventCounts, Measurement, evaluate, failed
+from slowatch.core.model import Exclusion
 from slowatch.core.windows import BURN_RATE_WINDOWS
 from slowatch.view import DaemonView, ViewHolder
 from tests.unit.fakes import slo
@@ -37,11 +39,15 @@ def measured(good: float, total: float) -> Measurement:
 def view() -> DaemonView:
     ok, burning, exhausted = slo("ok"), slo("burning", "pay"), slo("exhausted", "pay")
     nodata, stale, error = slo("quiet", "search"), slo("stale", "search"), slo("bad-data", "ünïcode svc")
+    # An exclusion under way: /status carries its occurrence and the excluded seconds per window.
+    excluded = replace(slo("excluded", "pay"), exclusions=(Exclusion(
+        reason="planned migration", start=AT - timedelta(minutes=20), end=AT + timedelta(hours=1)),))
     statuses = (
         evaluate(ok, Measurement(at=AT, counts=measured(9999, 10000).counts, warnings=("info: not a counter",))),
         evaluate(burning, measured(9800, 10000)),
         evaluate(exhausted, measured(5000, 10000)),
         evaluate(nodata, Measurement(at=AT, counts={})),
+        evaluate(excluded, measured(9990, 10000)),
         failed(stale, AT, "stale", "http://127.0.0.1:9 unreachable", evaluate(stale, measured(999, 1000))),
         failed(error, AT, "error", '<script>alert("x")</script> "quotes" \\ and \u2028 separators'),
     )
