@@ -251,3 +251,25 @@ def test_a_composite_of_the_auth_slos_replays_the_weighted_mean_of_their_exact_s
     count = history.increase("http_request_duration_seconds_count", AUTH, lo, end)
     sli = (1 * (total - bad) / total + 2 * fast / count) / 3
     assert login["budget_consumed_end"] == pytest.approx((1 - sli) / 0.005, rel=1e-12)
+
+
+def test_an_exclusion_inside_the_steps_is_split_at_the_raw_samples(
+        capsys: pytest.CaptureFixture[str], prometheus: Server, history: History, tmp_path: Path) -> None:
+    # At a 5-minute step an exclusion from 2 minutes into the incident to 2 minutes after it cuts two
+    # steps; the reader keeps those steps' samples, so exactly the samples in (lo, hi] leave the counts.
+    start, end = period(history)
+    inc_start, inc_end = incident(history)
+    lo, hi = inc_start + 120, inc_end + 120
+    assert lo % 300 and hi % 300 and start % 300 == 0 == end % 300  # the boundaries fall inside steps
+    spec = auth_with(tmp_path, f"exclusions:\n  - {{start: {utc(lo).isoformat()}, end: {utc(hi).isoformat()}, "
+                               "reason: late drill}\n")
+    code = main(["backtest", str(spec), "--prometheus-url", prometheus.url, "--from", str(start), "--to", str(end),
+                 "--step", "5m", "--format", "json", "--slo", "auth/login-availability"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    (auth,) = json.loads(out)["slos"]
+    total, bad = auth_counts(history, end - 30 * 86400, end, excluded=(lo, hi))
+    assert auth["budget_consumed_end"] == (bad / total) / availability(load_specs([spec])).budget
+    assert auth["excluded_events"] == auth_counts(history, lo, hi)[0]
+    # Whole steps would have taken out other events: the split is what makes it exact.
+    assert auth_counts(history, lo - 120, hi - 120)[0] != auth_counts(history, lo, hi)[0]
