@@ -56,6 +56,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ import yaml
 
 from slowatch.cli import main
 from slowatch.core import conventions as c
+from slowatch.core.conventions import rfc3339
+from slowatch.core.exclusions import merged
 from slowatch.core.model import SLO, CompositeSLI, RollingWindow, alert_rows, nominal_length
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 from slowatch.spec import load_specs
@@ -565,3 +568,127 @@ def test_a_composites_alerts_are_not_vacuous(journeys: Journeys, rules_prometheu
 
     assert firing("journeys/sign-in-requests") == {"1h"}
     assert firing("journeys/sign-in") == {"consumed 50%"}
+
+
+# --- exclusions -------------------------------------------------------------------------------------
+
+EXCLUDED_ID = "auth/login-maintained"
+
+
+def excluded_spec(history: History) -> str:
+    """auth's login availability with the auth incident excluded, and a weekly maintenance in Paris
+    wall time (Sundays 02:00-04:00, four of them in the 30 days before the incident)."""
+    incident = history.scenario.episode("auth-incident")
+    start, end = (rfc3339(datetime.fromtimestamp(t, UTC)) for t in (incident.start, incident.end))
+    return f"""\
+apiVersion: slowatch/v1
+service: auth
+exclusions:
+  - rrule: "FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0"
+    duration: 2h
+    timezone: Europe/Paris
+    reason: weekly maintenance
+slos:
+  - name: login-maintained
+    objective: 99.95
+    window: 30d
+    sli:
+      ratio:
+        errors: http_requests_total{{service="auth",endpoint="/auth/login",code=~"5.."}}
+        total: http_requests_total{{service="auth",endpoint="/auth/login"}}
+    exclusions:
+      - start: {start}
+        end: {end}
+        reason: load test against production
+"""
+
+
+def write_gauge(slo: SLO, start: int, end: int, path: Path) -> None:
+    """``slowatch_exclusion_active`` of ``slo`` as the daemon exports it, one sample a minute in
+    ``[start, end]`` (without the daemon's lag), as OpenMetrics."""
+    spans = [(lo.timestamp(), hi.timestamp()) for lo, hi in
+             merged(slo.exclusions, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end + 1, UTC))]
+    labels = f'{c.SERVICE_LABEL}="{slo.service}",{c.SLO_LABEL}="{slo.name}"'
+    with path.open("w", encoding="utf-8") as f:
+        f.write(f"# TYPE {c.EXCLUSION_ACTIVE} gauge\n")
+        for t in range(start, end + 1, 60):
+            f.write(f"{c.EXCLUSION_ACTIVE}{{{labels}}} {int(any(lo <= t < hi for lo, hi in spans))} {t}\n")
+        f.write("# EOF\n")
+
+
+@dataclass(frozen=True)
+class Excluded:
+    rules: RuleSet
+    server: Server
+    daemon: dict[str, dict[str, Any]]
+    slo: SLO
+
+
+@pytest.fixture(scope="module")
+def excluded(prometheus: Server, blocks: Path, history: History, instants: dict[str, int],
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Excluded]:
+    """The rules of the excluded SLO over the history: its steps backfilled from a Prometheus that
+    also holds the daemon's exclusion gauge, then served beside the history; ``eval`` per instant."""
+    work = tmp_path_factory.mktemp("excluded")
+    spec = work / "auth-maintained.yaml"
+    spec.write_text(excluded_spec(history))
+    [slo] = load_specs([spec])
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["generate", str(spec), "--out", str(work / "out")]) == 0
+    rules = RuleSet.load(work / "out")
+    start = max(history.start, min(instants.values()) - int(nominal_length(slo.window).total_seconds()))
+    end = max(instants.values())
+    gauge = work / "gauge.om"
+    write_gauge(slo, start - 600, end, gauge)
+    promtool = find_binary("promtool", env="SLOWATCH_PROMTOOL_BIN")
+    (work / "source" / "data").mkdir(parents=True)
+    made = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "-q", str(gauge),
+                           str(work / "source" / "data")], capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr[-2000:]
+    source = start_prometheus(work / "source", blocks)
+    try:
+        assert backfill(source, rules.backfilled([slo.id]), start, end, work / "rules" / "data") > 0
+    finally:
+        source.stop()
+    server = start_prometheus(work / "rules", blocks)
+    docs = {}
+    for name, at in instants.items():
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            assert main(["eval", str(spec), "--at", str(at), "--format", "json", "--prometheus-url",
+                         prometheus.url]) == 0
+        [doc] = json.loads(stdout.getvalue())["slos"]
+        docs[name] = doc
+    yield Excluded(rules, server, docs, slo)
+    server.stop()
+
+
+@pytest.mark.parametrize("instant", INSTANTS)
+def test_excluded_events_leave_the_rules_as_they_leave_the_daemon(
+    excluded: Excluded, instants: dict[str, int], instant: str,
+) -> None:
+    """Burn rates of every window, the SLO window's SLI and budget, and the alerts: the masked
+    steps (the exclusions' bounds fall on 5-minute steps) against the daemon's exact exclusion."""
+    got, at = excluded.daemon[instant], instants[instant]
+    assert got["excluded_seconds"][excluded.slo.window.name] > 0, got
+    rows = (burn_rate_rows(excluded.rules, excluded.server, excluded.slo, got, at)
+            + slo_window_rows(excluded.rules, excluded.server, excluded.slo, got, at))
+    assert_same(rows)
+    for alert in excluded.rules.alerts_of(excluded.slo):
+        expected, value, threshold = daemon_fires(excluded.slo, alert, got)
+        assert value is None or not math.isclose(value, threshold, rel_tol=REL), (alert.labels, value)
+        assert excluded.rules.fires(excluded.server, alert, at) == expected, alert.labels
+
+
+def test_the_excluded_incident_pages_nobody_where_the_same_slo_without_it_pages(
+    excluded: Excluded, rules: RuleSet, rules_prometheus: Server, instants: dict[str, int],
+) -> None:
+    at = instants["auth-incident"]
+    example = SPEC["auth/login-availability"]
+    assert {a.labels.get(c.SEVERITY_LABEL) for a in rules.alerts_of(example) if a.alert == c.BUDGET_BURN
+            and rules.fires(rules_prometheus, a, at)} == {"page", "ticket"}
+    fired = [a.labels for a in excluded.rules.alerts_of(excluded.slo) if excluded.rules.fires(excluded.server, a, at)]
+    assert fired == []
+    # The incident's 5m and 30m lie wholly in the exclusion: no events, no burn rate, on both sides.
+    assert excluded.daemon["auth-incident"]["burn_rates"]["5m"] is None
+    assert excluded.rules.value(excluded.server, c.BURN_RATE, labels_of(excluded.slo, "5m"), at) is None
