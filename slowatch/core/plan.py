@@ -226,12 +226,14 @@ def live_spans(slos: Iterable[SLO], at: datetime, ledger: bool = True) -> dict[s
     """Tag -> span of everything read live this cycle for these SLOs."""
     t = int(at.timestamp())
     spans: dict[str, Span] = {}
-    seen: set[int] = set()  # cuts shared by SLOs (the cache hands out one object) are tagged once
+    # Cuts shared by SLOs (the cache hands out one object) are tagged once; held here, so that no
+    # other cut can take the id of one the cache dropped meanwhile.
+    seen: dict[int, Cut] = {}
     for slo in slos:
         for p in window_plans(slo, at, ledger):
             cut = excluded_cut(slo, p, t)
             if cut.spans and id(cut) not in seen:
-                seen.add(id(cut))
+                seen[id(cut)] = cut
                 spans.update((cut_tag(span), span) for span in cut.spans)
             if p.live:
                 spans[f"w{p.seconds}"] = Span(p.seconds)
