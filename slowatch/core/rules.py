@@ -182,7 +182,13 @@ def series_labels(slo: SLO, window: str | None = None) -> Labels:
 
 def selector(metric: str, slo: SLO, window: str | None = None) -> str:
     """``metric{service="..",slo="..",window=".."}``: what identifies one recorded series."""
-    pairs = [(c.SERVICE_LABEL, slo.service), (c.SLO_LABEL, slo.name)]
+    return selector_of(metric, slo.id, window)
+
+
+def selector_of(metric: str, slo_id: str, window: str | None = None) -> str:
+    """``selector`` of an SLO known by its id (``service/name``), e.g. a composite's component."""
+    service, name = slo_id.split("/", 1)
+    pairs = [(c.SERVICE_LABEL, service), (c.SLO_LABEL, name)]
     if window is not None:
         pairs.append((c.WINDOW_LABEL, window))
     return metric + "{" + ",".join(f"{k}={quote(v)}" for k, v in pairs) + "}"
@@ -232,20 +238,13 @@ def has_steps(slo: SLO) -> bool:
     return not isinstance(slo.sli, CompositeSLI) and (isinstance(slo.window, RollingWindow) or bool(slo.exclusions))
 
 
-def _component(slo_id: str) -> SLO:
-    """A stand-in SLO naming a component, for selectors of its recorded series."""
-    service, name = slo_id.split("/", 1)
-    return SLO(service, name, 99.0, RollingWindow(timedelta(days=1)), RatioSLI(total="x"))
-
-
 def window_counts(slo: SLO, w: str) -> tuple[str, str]:
     """(good, total) events of a burn-rate window ``w``: the SLI's queries, the sum of the masked
     steps when the SLO has exclusions, the components' recorded counts for a composite."""
     sli = slo.sli
     if isinstance(sli, CompositeSLI):
         parts: list[CompositePart] = [
-            (p.slo, p.weight, selector(c.EVENTS_GOOD, _component(p.slo), w),
-             selector(c.EVENTS_TOTAL, _component(p.slo), w))
+            (p.slo, p.weight, selector_of(c.EVENTS_GOOD, p.slo, w), selector_of(c.EVENTS_TOTAL, p.slo, w))
             for p in sli.components
         ]
         return composite_counts(parts, sli.weighting)
