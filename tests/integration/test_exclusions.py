@@ -137,6 +137,33 @@ def test_an_exclusion_covering_the_incident_leaves_the_exact_counts_minus_its_ev
     assert doc["exclusion"] == (active if lo <= at < hi else None)
 
 
+def test_latency_events_inside_an_exclusion_are_not_counted(
+    engine: Server, history: History, incident: Interval, tmp_path: Path,
+) -> None:
+    """auth/login-latency (95% under 200 ms, histogram buckets summed per le spelling): the
+    unaligned interval around the incident, 2 hours after it."""
+    lo, hi = incident[0] - 77 * MINUTE, incident[1] + 3 * MINUTE
+    at = incident[1] + 2 * HOUR
+    spec = spec_with(tmp_path, [{"start": rfc3339(lo), "end": rfc3339(hi), "reason": "load test"}],
+                     name="login-latency")
+    doc = evaluated(engine.url, at, spec)
+
+    def slow(a: int, b: int) -> tuple[int, int]:
+        """(events above 200 ms, events) in (a, b]."""
+        fast = history.increase("http_request_duration_seconds_bucket", {**LOGIN, "le": "0.2"}, a, b)
+        total = history.increase("http_request_duration_seconds_count", LOGIN, a, b)
+        return total - fast, total
+
+    assert slow(lo, hi)[1] > 0
+    for window, seconds in WINDOWS.items():
+        bad, total = slow(at - seconds, at)
+        a, b = max(lo, at - seconds), min(hi, at)
+        if a < b:  # the part of the interval inside the window
+            gone_slow, gone = slow(a, b)
+            bad, total = bad - gone_slow, total - gone
+        assert doc["burn_rates"][window] == pytest.approx(bad / total / 0.05, rel=REL), window
+
+
 def test_throughput_slices_inside_an_exclusion_are_not_counted(
     engine: Server, engine_key: tuple[str, str], history: History, tmp_path: Path,
 ) -> None:
