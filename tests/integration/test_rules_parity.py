@@ -71,6 +71,7 @@ from slowatch.core.exclusions import merged
 from slowatch.core.model import SLO, CompositeSLI, RollingWindow, alert_rows, nominal_length
 from slowatch.core.windows import BURN_RATE_WINDOWS, parse_duration
 from slowatch.spec import load_specs
+from tests.integration.test_composite import JOURNEYS
 from tests.support.generator import DAY, History
 from tests.support.processes import ProcessError, Server, find_binary, instant_query, start_prometheus
 
@@ -482,31 +483,9 @@ def test_the_instants_show_firing_and_quiet_alerts(
 
 # --- composites ------------------------------------------------------------------------------------
 
-JOURNEYS = """\
-apiVersion: slowatch/v1
-service: journeys
-slos:
-  - name: sign-in
-    objective: 96.5
-    window: 30d
-    sli:
-      composite:
-        components:
-          - {slo: auth/login-availability, weight: 1}
-          - {slo: auth/login-latency, weight: 2}
-          - {slo: knowledge/search-availability, weight: 1}
-  - name: sign-in-requests
-    objective: 99.5
-    window: 30d
-    sli:
-      composite:
-        weighting: events
-        components:
-          - {slo: auth/login-availability}
-          - {slo: knowledge/search-availability}
-"""
-COMPOSITES = [pytest.param("journeys/sign-in", id="weights: login availability, latency x2 and search"),
-              pytest.param("journeys/sign-in-requests", id="events: login and search requests")]
+COMPOSITES = [pytest.param("journeys/sign-in", id="weights: login availability, latency x2 and search x3"),
+              pytest.param("journeys/sign-in-events", id="events: login and search requests"),
+              pytest.param("journeys/site", id="nested: sign-in and login availability x4")]
 
 
 @dataclass(frozen=True)
@@ -534,6 +513,12 @@ def journeys(prometheus: Server, instants: dict[str, int], tmp_path_factory: pyt
     return Journeys(RuleSet.load(work / "out"), docs, {s.id: s for s in load_specs([EXAMPLE, spec])})
 
 
+def leaves(slos: dict[str, SLO], slo_id: str) -> list[str]:
+    """The non-composite SLOs a composite is made of, through nested composites."""
+    sli = slos[slo_id].sli
+    return [x for c in sli.components for x in leaves(slos, c.slo)] if isinstance(sli, CompositeSLI) else [slo_id]
+
+
 @pytest.mark.parametrize("instant", INSTANTS)
 @pytest.mark.parametrize("slo_id", COMPOSITES)
 def test_a_composites_rules_equal_the_daemons(
@@ -542,8 +527,7 @@ def test_a_composites_rules_equal_the_daemons(
     """A composite's recorded burn rates, SLO-window SLI and budget, from its components' recorded
     series and steps (backfilled as for the SLOs above), against ``eval``'s composite."""
     slo = journeys.slos[slo_id]
-    assert isinstance(slo.sli, CompositeSLI)
-    assert all(c.slo in COMPARED for c in slo.sli.components)  # their steps are backfilled
+    assert all(leaf in COMPARED for leaf in leaves(journeys.slos, slo_id))  # their steps are backfilled
     got = journeys.daemon[instant][slo_id]
     assert got["state"] not in ("error", "stale", "no_data"), got
     at = instants[instant]
@@ -557,17 +541,18 @@ def test_a_composites_rules_equal_the_daemons(
 
 def test_a_composites_alerts_are_not_vacuous(journeys: Journeys, rules_prometheus: Server,
                                              instants: dict[str, int]) -> None:
-    """The events composite is dominated by the login requests: the auth incident pages it on 1h
-    and 5m (14.44x against 14.4x). In the weighted one the incident weighs a quarter: no page, but
-    the 96.5% objective leaves so little room beside a 95% latency SLO weighted twice that half
-    its budget is gone (51.6%)."""
+    """At the end of the auth incident: the events composite, dominated by the login requests,
+    pages on 1h and 5m (14.44x against 14.4x); the weighted one (objective 99%, beside a 95%
+    latency SLO weighted twice) tickets on 3d and is past half its budget; the nested one, where
+    login availability weighs 4 of 5 but the objective is 99%, stays quiet."""
     def firing(slo_id: str) -> set[str]:
         return {a.labels.get(c.LONG_WINDOW_LABEL) or f"consumed {a.labels[c.THRESHOLD_LABEL]}%"
                 for a in journeys.rules.alerts_of(journeys.slos[slo_id])
                 if journeys.rules.fires(rules_prometheus, a, instants["auth-incident"])}
 
-    assert firing("journeys/sign-in-requests") == {"1h"}
-    assert firing("journeys/sign-in") == {"consumed 50%"}
+    assert firing("journeys/sign-in-events") == {"1h"}
+    assert firing("journeys/sign-in") == {"3d", "consumed 50%"}
+    assert firing("journeys/site") == set()
 
 
 # --- exclusions -------------------------------------------------------------------------------------
