@@ -39,8 +39,9 @@ from slowatch.core.model import SLO, Component, CompositeSLI, RollingWindow, Thr
 from slowatch.core.promql import go_float
 from slowatch.core.windows import format_duration, parse_duration
 from slowatch.spec import load_specs
+from tests.integration.test_composite import LATENCY, LOGIN, SEARCH
 from tests.integration.test_daemon import Daemon
-from tests.support.generator import BUCKET, COUNT, REQUESTS_TOTAL, History, generate
+from tests.support.generator import History, generate
 from tests.support.live import LiveExporter
 from tests.support.processes import (
     PROMETHEUS_VERSIONS,
@@ -255,23 +256,13 @@ def test_every_performance_panel_returns_data(world: World) -> None:
 
 # --- composites: the panel queries against the generator's exact counts ------------------------------
 
-COMPONENT_EVENTS: dict[str, tuple[str, dict[str, str], str, dict[str, str | set[str]]]] = {
-    # component -> (metric of its total, labels, metric of its good or bad events, their labels)
-    "auth/login-availability": (REQUESTS_TOTAL, {"service": "auth", "endpoint": "/auth/login"},
-                                "bad", {"code": {"500", "503"}}),
-    "auth/login-latency": (COUNT, {"service": "auth", "endpoint": "/auth/login"}, "good", {"le": "0.2"}),
-    "knowledge/search-availability": (REQUESTS_TOTAL, {"service": "knowledge", "endpoint": "/knowledge/search"},
-                                      "bad", {"code": {"500", "503"}}),
-}
+# The generator's exact (bad, total) events of each component (test_composite's truths).
+TRUTHS = {"auth/login-availability": LOGIN, "auth/login-latency": LATENCY, "knowledge/search-availability": SEARCH}
 
 
 def exact(history: History, slo_id: str, start: int, end: int) -> EventCounts:
-    """The generator's exact good and total events of a component in ``(start, end]``."""
-    metric, labels, role, extra = COMPONENT_EVENTS[slo_id]
-    total = history.increase(metric, labels, start, end)
-    if role == "good":
-        return EventCounts(good=history.increase(BUCKET, {**labels, **extra}, start, end), total=total)
-    return EventCounts(good=total - history.increase(metric, {**labels, **extra}, start, end), total=total)
+    bad, total = TRUTHS[slo_id](history, start, end)
+    return EventCounts(good=total - bad, total=total)
 
 
 @pytest.fixture(scope="module", params=PROMETHEUS_VERSIONS, ids=[f"prometheus-{v}" for v in PROMETHEUS_VERSIONS])
@@ -302,7 +293,7 @@ def test_a_composites_panel_queries_return_the_weighted_mean_of_the_exact_counts
           else history.scenario.silence.start + 3600)
     assert at % history.step == 0
     span = int(parse_duration(dd.EVENT_RANGE).total_seconds())
-    counts = {i: exact(history, i, at - span, at) for i in COMPONENT_EVENTS}
+    counts = {i: exact(history, i, at - span, at) for i in TRUTHS}
     assert (counts["knowledge/search-availability"].total == 0) == (instant == "silence")
     moment = datetime.fromtimestamp(at, UTC)
     combined = combine(composite, {i: Measurement(at=moment, counts={"5m": x}) for i, x in counts.items()})
