@@ -439,7 +439,9 @@ def report(r: dict[str, Any]) -> str:
 
     closed = [[run["scenario"], f"{run['wrk']['requests_per_second']:,.0f}", pcts(run["wrk"]["latency_percentiles_ms"]),
                f"{run['wrk']['latency_max_ms']:,.1f}", run["wrk"]["read"],
-               f"{run['wrk']['daemon_cpu_cores']:.2f}", f"{run['wrk']['machine_busy_percent']:.0f}%"]
+               f"{run['wrk']['daemon_cpu_cores']:.2f}",
+               f"{1000 * run['wrk']['daemon_cpu_cores'] / run['wrk']['requests_per_second']:.3f}",
+               f"{run['wrk']['machine_busy_percent']:.0f}%"]
               for run in r["runs"]]
     opened = []
     for run in r["runs"]:
@@ -481,7 +483,11 @@ from that due time: a stall is charged to every request it delays (no coordinate
 Each connection sends its next request when the answer arrives: requests/s is the capacity and
 the latencies are those at saturation.
 
-{md_table(["scenario", "req/s", "latency p50 / p90 / p99 ms", "max ms", "read", "daemon CPU", "machine busy"], closed)}
+{md_table(["scenario", "req/s", "latency p50 / p90 / p99 ms", "max ms", "read", "daemon CPU",
+           "daemon CPU ms per request", "machine busy"], closed)}
+
+"daemon CPU ms per request" is what one answer costs the daemon whatever else runs: at 1,000
+req/s it needs that many CPU seconds each second (0.25 ms: a quarter of a core).
 
 Daemon RSS (VmRSS / peak VmHWM): {mem0.get('VmRSS', 0) / 1024:,.0f} / {mem0.get('VmHWM', 0) / 1024:,.0f} MiB
 ready, {mem.get('VmRSS', 0) / 1024:,.0f} / {mem.get('VmHWM', 0) / 1024:,.0f} MiB after the load. Daemon CPU with
