@@ -503,7 +503,7 @@ OPENAPI: dict[str, Any] = {
         "SLOStatus": {
             "type": "object",
             "required": ["service", "slo", "objective", "window", "state", "sli", "error_budget", "burn_rates",
-                         "exhaustion_at", "alerts", "evaluated_at", "error", "exclusion", "excluded_seconds"],
+                         "exhaustion_at", "alerts", "evaluated_at", "error", "exclusions"],
             "properties": {
                 "service": {"type": "string"},
                 "slo": {"type": "string"},
@@ -533,13 +533,19 @@ OPENAPI: dict[str, Any] = {
                              "description": "What the query API noted about answers it still vouched for "
                                             "(Prometheus 3's infos); answers with warnings make the SLO stale."},
                 "composite": {"$ref": "#/components/schemas/Composite"},
-                "exclusion": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Exclusion"}],
-                              "description": "The exclusion covering the evaluation instant; null when none does."},
-                "excluded_seconds": {
-                    "type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                    "description": "Seconds of each window (keyed as burn_rates) that the SLO's exclusions "
-                                   "cover: their events count neither as good nor as total. Empty without "
-                                   "exclusions.",
+                "exclusions": {
+                    "type": "object",
+                    "required": ["active", "excluded_seconds"],
+                    "properties": {
+                        "active": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Exclusion"}],
+                                   "description": "The exclusion covering the evaluation instant; null when none does."},
+                        "excluded_seconds": {
+                            "type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                            "description": "Seconds of each window (keyed as burn_rates) that the SLO's exclusions "
+                                           "cover: their events count neither as good nor as total. Empty without "
+                                           "exclusions.",
+                        },
+                    },
                 },
             },
         },

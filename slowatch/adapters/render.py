@@ -46,8 +46,8 @@ def slo_document(status: BudgetStatus, alerts: Sequence[AlertView] = ()) -> dict
         "evaluated_at": rfc3339(status.at),
         "error": status.error,
         "warnings": list(status.warnings),
-        "exclusion": exclusion_document(status),
-        "excluded_seconds": dict(status.excluded_seconds),
+        # INTERFACES.md's planned name: the active exclusion and the excluded time, in one object.
+        "exclusions": {"active": exclusion_document(status), "excluded_seconds": dict(status.excluded_seconds)},
         **({"composite": composite_document(status)} if isinstance(slo.sli, CompositeSLI) else {}),
     }
 

@@ -100,7 +100,7 @@ def assert_counts(doc: dict[str, Any], history: History, at: int, excluded: list
         want = None if wt == 0 else wb / wt / BUDGET
         assert doc["burn_rates"][window] == (None if want is None else pytest.approx(want, rel=REL)), window
         covered = sum(max(0, min(hi, at) - max(lo, at - seconds)) for lo, hi in excluded)
-        assert doc["excluded_seconds"][window] == covered, window
+        assert doc["exclusions"]["excluded_seconds"][window] == covered, window
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_an_exclusion_covering_the_incident_leaves_the_exact_counts_minus_its_ev
     doc = evaluated(engine.url, at, spec)
     assert_counts(doc, history, at, [(lo, hi)])
     active = {"reason": "upstream outage", "start": rfc3339(lo), "end": rfc3339(hi)}
-    assert doc["exclusion"] == (active if lo <= at < hi else None)
+    assert doc["exclusions"]["active"] == (active if lo <= at < hi else None)
 
 
 def test_latency_events_inside_an_exclusion_are_not_counted(
@@ -193,7 +193,7 @@ def test_throughput_slices_inside_an_exclusion_are_not_counted(
         assert doc["burn_rates"][window] == 0.0, window
     good, total = slices(at - DAY, at)
     assert doc["sli"] == pytest.approx((good - 90 + DAY_BAD_SLICES[rate_window]) / (total - 90), rel=REL)
-    assert doc["excluded_seconds"]["1d"] == 90 * MINUTE
+    assert doc["exclusions"]["excluded_seconds"]["1d"] == 90 * MINUTE
 
 
 def test_a_past_interval_added_later_adjusts_the_budget_from_the_same_ledger(
@@ -253,7 +253,7 @@ def test_a_recurring_paris_exclusion_subtracts_its_wall_time_occurrences_across_
                                  "reason": "maintenance"}])
     doc = evaluated(engine.url, at, spec)
     assert_counts(doc, history, at, excluded)
-    assert doc["excluded_seconds"]["30d"] == len(excluded) * 2 * HOUR
+    assert doc["exclusions"]["excluded_seconds"]["30d"] == len(excluded) * 2 * HOUR
 
 
 # --- no page for an excluded incident, through a real Alertmanager --------------------------------

@@ -655,7 +655,7 @@ def test_excluded_events_leave_the_rules_as_they_leave_the_daemon(
     """Burn rates of every window, the SLO window's SLI and budget, and the alerts: the masked
     steps (the exclusions' bounds fall on 5-minute steps) against the daemon's exact exclusion."""
     got, at = excluded.daemon[instant], instants[instant]
-    assert got["excluded_seconds"][excluded.slo.window.name] > 0, got
+    assert got["exclusions"]["excluded_seconds"][excluded.slo.window.name] > 0, got
     rows = (burn_rate_rows(excluded.rules, excluded.server, excluded.slo, got, at)
             + slo_window_rows(excluded.rules, excluded.server, excluded.slo, got, at))
     assert_same(rows)

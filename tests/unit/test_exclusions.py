@@ -325,10 +325,10 @@ def test_status_shows_the_active_exclusion_and_each_windows_excluded_seconds() -
     plain = evaluate(replace(slo_with(), name="plain"), Measurement(at=SUNDAY_0315_PARIS, counts={}))
     doc = status_document(SUNDAY_0315_PARIS, [covered, plain])
     first, second = doc["slos"]
-    assert first["exclusion"] == {"reason": "weekly maintenance", "start": "2026-11-29T01:00:00Z",
+    assert first["exclusions"]["active"] == {"reason": "weekly maintenance", "start": "2026-11-29T01:00:00Z",
                                   "end": "2026-11-29T03:00:00Z"}
-    assert first["excluded_seconds"] == dict(covered.excluded_seconds)
-    assert (second["exclusion"], second["excluded_seconds"]) == (None, {})
+    assert first["exclusions"]["excluded_seconds"] == dict(covered.excluded_seconds)
+    assert (second["exclusions"]["active"], second["exclusions"]["excluded_seconds"]) == (None, {})
     body = render_page(DaemonView(at=SUNDAY_0315_PARIS, statuses=(covered, plain), ready=True), now=SUNDAY_0315_PARIS)
     assert "excluded now: weekly maintenance · Nov 29 01:00 UTC to Nov 29 03:00 UTC" in body
     assert "9h 15m of the 30d window excluded" in body  # 1h15m today, 2h on each of the 4 Sundays before
