@@ -5,7 +5,8 @@ counts.
 
 Prometheus holds 7 days of generated history reaching the present (backfilled up to now, then
 scraped live from the generator) and scrapes the daemon's ``/metrics`` every 2 s; the daemon
-evaluates the example spec (deploy/slos: ratio, latency and throughput SLIs) every 2 s. Once a
+evaluates the example spec (deploy/slos: ratio, latency and throughput SLIs), test_composite's
+composites and an SLO under an exclusion covering the present, every 2 s. Once a
 few cycles have been scraped, every panel target of the generated overview, of each SLO's detail
 dashboard and of the seed's performance dashboard is run the way Grafana would run it, with its
 variables replaced: an instant query, and for a range panel whose instant query is empty a range
@@ -35,11 +36,13 @@ from slowatch.adapters import dashboards as builders
 from slowatch.core import dashboards as dd
 from slowatch.core.budget import EventCounts, Measurement
 from slowatch.core.composite import combine
+from slowatch.core.conventions import rfc3339
+from slowatch.core.exclusions import excluded_seconds, merged
 from slowatch.core.model import SLO, Component, CompositeSLI, RollingWindow, ThroughputSLI, Weighting
 from slowatch.core.promql import go_float
 from slowatch.core.windows import format_duration, parse_duration
 from slowatch.spec import load_specs
-from tests.integration.test_composite import LATENCY, LOGIN, SEARCH
+from tests.integration.test_composite import JOURNEYS, LATENCY, LOGIN, SEARCH
 from tests.integration.test_daemon import Daemon
 from tests.support.generator import History, generate
 from tests.support.live import LiveExporter
@@ -72,6 +75,27 @@ _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 _PLAIN = re.compile(r"^[A-Za-z0-9_.:/-]+$")
 
 
+def maintained(now: int) -> str:
+    """auth's login availability again, under an exclusion from 10 minutes ago to 30 from now."""
+    start, end = (rfc3339(datetime.fromtimestamp(t, UTC)) for t in (now - 600, now + 1800))
+    return f"""\
+apiVersion: slowatch/v1
+service: maintained
+slos:
+  - name: login-availability
+    objective: 99.95
+    window: 30d
+    sli:
+      ratio:
+        errors: http_requests_total{{service="auth",endpoint="/auth/login",code=~"5.."}}
+        total: http_requests_total{{service="auth",endpoint="/auth/login"}}
+    exclusions:
+      - start: {start}
+        end: {end}
+        reason: planned database migration
+"""
+
+
 @dataclass
 class World:
     prometheus: Server
@@ -99,14 +123,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "SLOWATCH_QUERY_RETRIES": "1",
         "SLOWATCH_QUERY_TIMEOUT": "10s",
     }
+    specs = [EXAMPLE, work / "journeys.yaml", work / "maintained.yaml"]
+    specs[1].write_text(JOURNEYS)
+    specs[2].write_text(maintained(now))
     daemon = Daemon(
-        args=[str(EXAMPLE), "--prometheus-url", prometheus.url, "--listen", listen, "--evaluation-interval", "2s",
+        args=[*map(str, specs), "--prometheus-url", prometheus.url, "--listen", listen, "--evaluation-interval", "2s",
               "--log-format", "json"],
         env=env, listen=listen, log=work / "daemon.log",
     )
     try:
         daemon.start()
-        slos = load_specs([EXAMPLE])
+        slos = load_specs(specs)
 
         def scraped_cycles() -> bool:
             result = query(prometheus, f"count_over_time({dd.LAST_SUCCESS}[1m]) >= {CYCLES}", time.time())
@@ -220,13 +247,27 @@ def window_shorter_than_slice(slo: SLO, expr: str) -> str | None:
     return None
 
 
+def window_wholly_excluded(slo: SLO, expr: str) -> str | None:
+    """Why ``expr`` may be empty when it reads a burn rate over a window an exclusion covers
+    wholly: no events, so no burn rate (the daemon's ``null``)."""
+    match = BURN_RATE_WINDOW.search(expr)
+    if match is None or not slo.exclusions:
+        return None
+    end = datetime.now(UTC)
+    length = parse_duration(match[1])
+    if excluded_seconds(merged(slo.exclusions, end - length, end)) >= length.total_seconds():
+        return f"the {match[1]} window lies wholly in an exclusion"
+    return None
+
+
 def test_every_slo_detail_panel_returns_data(world: World) -> None:
     empties: list[Empty] = []
     total = 0
     by_design: list[str] = []
+    every = {s.id: s for s in world.slos}
     for slo in world.slos:
         assert _PLAIN.match(slo.service) and _PLAIN.match(slo.name)
-        dashboard = builders.slo_dashboard(slo)
+        dashboard = builders.slo_dashboard(slo, every=every)
         total += targets(dashboard)
         found = empty_panels(world.prometheus, dashboard, {"service": slo.service, "slo": slo.name})
         status = world.daemon.slo(slo.service, slo.name)
@@ -237,7 +278,7 @@ def test_every_slo_detail_panel_returns_data(world: World) -> None:
                 by_design.append(f"{empty.where}: no exhaustion at the current rate ({status['state']}, 1h burn "
                                  f"rate {status['burn_rates'].get('1h')})")
                 continue
-            why = window_shorter_than_slice(slo, empty.expr)
+            why = window_shorter_than_slice(slo, empty.expr) or window_wholly_excluded(slo, empty.expr)
             if why is not None:
                 by_design.append(f"{empty.where}: {why} (/status burn rates {status['burn_rates']})")
                 continue
@@ -246,6 +287,16 @@ def test_every_slo_detail_panel_returns_data(world: World) -> None:
     print(f"{len(by_design)} of {total} panel queries empty by design:", *by_design, sep="\n  ")
     # At least one SLO draws the exhaustion panel, so its query is known to work.
     assert sum("Budget runs out" in line for line in by_design) < len(world.slos)
+
+
+def test_the_exclusion_annotation_marks_an_active_exclusion(world: World) -> None:
+    excluded = [s for s in world.slos if s.exclusions]
+    assert [s.id for s in excluded] == ["maintained/login-availability"]
+    for slo in excluded:
+        [annotation] = [a for a in builders.slo_dashboard(slo)["annotations"]["list"] if a["name"] == "Exclusions"]
+        expr = substitute(annotation["expr"], {"service": slo.service, "slo": slo.name})
+        result = query(world.prometheus, expr, time.time())
+        assert isinstance(result, list) and [r["value"][1] for r in result] == ["1"], (expr, result)
 
 
 def test_every_performance_panel_returns_data(world: World) -> None:
