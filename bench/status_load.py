@@ -219,12 +219,15 @@ def percentiles(latency_s: Sequence[float]) -> dict[str, float]:
         {"max": ordered[-1] * 1000}
 
 
-def during_cycles(run: dict[str, Any], cycles: Sequence[dict[str, Any]]) -> list[float]:
-    """Latencies of the requests that fell due while a cycle was evaluating."""
+def split_by_cycles(run: dict[str, Any], cycles: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Latencies of the requests that fell due while a cycle was evaluating, and of the others."""
     spans = [(_epoch(c["timestamp"]) - c["seconds"], _epoch(c["timestamp"]))
              for c in cycles if c["timestamp"] and c["seconds"] is not None]
-    return [lat for due, lat in zip(run["due_wall"], run["latency_s"], strict=True)
-            if any(lo <= due <= hi for lo, hi in spans)]
+    inside: list[float] = []
+    outside: list[float] = []
+    for due, lat in zip(run["due_wall"], run["latency_s"], strict=True):
+        (inside if any(lo <= due <= hi for lo, hi in spans) else outside).append(lat)
+    return inside, outside
 
 
 def wrk_script(work: Path, client: Client) -> Path:
@@ -408,10 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         opened = run["open_loop"]
         if opened:
             lo, hi = opened["wall"]
-            inside = during_cycles(opened, all_cycles)
+            inside, outside = split_by_cycles(opened, all_cycles)
             opened["cycles"] = [c for c in all_cycles if c["timestamp"] and lo <= _epoch(c["timestamp"]) <= hi + 1]
             opened["requests_during_cycles"] = len(inside)
             opened["latency_ms_during_cycles"] = percentiles(inside)
+            opened["latency_ms_between_cycles"] = percentiles(outside)
             del opened["due_wall"], opened["latency_s"]  # ~30,000 numbers each: the percentiles stay
     states: dict[str, int] = {}
     for s in status_after.get("slos", []):
@@ -448,10 +452,11 @@ def report(r: dict[str, Any]) -> str:
         o = run["open_loop"]
         if not o:
             continue
-        inside = o["latency_ms_during_cycles"]
+        inside, outside = o["latency_ms_during_cycles"], o["latency_ms_between_cycles"]
         opened.append([run["scenario"], f"{o['rate']:g} x {o['seconds']:g} s", f"{o['requests']:,}",
                        pcts(o["latency_ms"], ("p50", "p90", "p99", "p99.9")), f"{o['latency_ms']['max']:,.1f}",
                        f"{len(o['cycles'])} ({', '.join(format(c['seconds'], '.1f') for c in o['cycles'])})",
+                       f"{o['requests'] - o['requests_during_cycles']:,}: {pcts(outside, ('p50', 'p99'))}",
                        f"{o['requests_during_cycles']:,}: {pcts(inside, ('p50', 'p99'))}",
                        ", ".join(f"{k}: {v:,}" for k, v in o["codes"].items()),
                        f"{o['daemon_cpu_cores']:.2f}", f"{o['machine_busy_percent']:.0f}%"])
@@ -476,7 +481,8 @@ from that due time: a stall is charged to every request it delays (no coordinate
 "during cycles": the requests that fell due while an evaluation cycle ran (from the daemon's log).
 
 {md_table(["scenario", "rate", "requests", "latency p50 / p90 / p99 / p99.9 ms", "max ms",
-           "cycles (s each)", "during cycles: n: p50 / p99 ms", "answers", "daemon CPU", "machine busy"], opened)}
+           "cycles (s each)", "between cycles: n: p50 / p99 ms", "during cycles: n: p50 / p99 ms", "answers",
+           "daemon CPU", "machine busy"], opened)}
 
 ### Capacity (wrk, closed loop, 2 threads, 16 connections)
 
