@@ -1,15 +1,18 @@
 """bench.status_load: /status under load while the daemon keeps evaluating 1,000 SLOs.
 
-    python -m bench.status_load [--slos 1000] [--duration 30] [--rate 10]
+    python -m bench.status_load [--slos 1000] [--wrk-seconds 10] [--rate 1000] [--duration 30]
 
 Live data: 31 days of ``bench.data`` history for 500 services backfilled up to now, and from now
 on served by ``tests.support.live.LiveExporter`` (Prometheus scrapes it every 15 s, keeping
 the samples' own timestamps), so the daemon evaluates "now" on data that reaches the present.
 ``slowatch run`` (a subprocess, default settings: a cycle every 30 s, 8 concurrent queries) loads
-1,000 SLOs (500 availability + 500 latency, 30d windows); once its first cycle is done,
-``wrk -t2 -c16 -d30s --latency`` hammers ``/status`` while cycles go on. Then (``--rate``, 10 req/s by default)
-a fixed-rate Python load generator measures latency at a steady request rate (wrk, closed loop,
-only measures it at saturation; 0 turns it off). Writes ``bench/results/status_load.{json,md}``.
+1,000 SLOs (500 availability + 500 latency, 30d windows); once its first cycle is done, each
+client of ``scenarios`` (the whole document plain, gzip, an If-None-Match poller, every
+``/status/{service}/{slo}`` in turn, every ``?service=`` in turn) is measured while cycles go on:
+``wrk -t2 -c16 --latency`` (a closed loop: capacity and latency at saturation), then ``open_loop``
+at ``--rate`` requests/s (a fixed schedule, latency from each request's due time; 0 turns it off),
+its latencies split into those due between and during cycles. Writes
+``bench/results/status_load.{json,md}``.
 """
 
 from __future__ import annotations
