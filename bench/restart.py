@@ -94,6 +94,14 @@ class _FixedClock:
         return self.at
 
 
+def _peak_rss_mib() -> float:
+    """This process' peak RSS (VmHWM: ru_maxrss would carry the parent's peak across the exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError("no VmHWM in /proc/self/status")
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -142,7 +150,7 @@ def child(argv: list[str]) -> int:
              "ledger_cpu_seconds": source.stats.ledger_cpu_seconds,
              "save_seconds": source.stats.save_seconds,
              "failures": sum(1 for s in daemon.holder.current().statuses if s.state in ("error", "stale"))}
-    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_ready = _peak_rss_mib()
     ledger_file = args.state / "ledger.bin"
     rows = [r for g in source.ledger.groups.values() for r in g.rows.values()]
     out: dict[str, Any] = {
