@@ -29,7 +29,7 @@ from slowatch.adapters.urls import scrub
 from slowatch.core import budget, composite
 from slowatch.core.budget import BudgetStatus, EventCounts, Measurement
 from slowatch.core.model import SLO, CompositeSLI
-from slowatch.errors import QueryError, SourceError, SourceUnavailable
+from slowatch.errors import ComponentError, QueryError, SourceError, SourceUnavailable
 from slowatch.ports import BatchSource, Source
 
 __all__ = ["BatchSource", "Outcome", "Snapshot", "Source", "evaluate", "evaluate_one", "outcome"]
@@ -166,10 +166,6 @@ def _combined(slo: SLO, measured: Mapping[str, Measurement | Exception]) -> Meas
         wrapped = ComponentError(f"component {name}: {type(exc).__name__}: {exc}")
     wrapped.__cause__ = exc
     return wrapped
-
-
-class ComponentError(Exception):
-    """A composite's component failed with an internal error (a bug), named in the message."""
 
 
 def _ids(slo: SLO) -> list[str]:

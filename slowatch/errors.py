@@ -64,3 +64,9 @@ class WebConfigError(SlowatchError):
 
 class SettingsError(SlowatchError):
     pass
+
+
+class ComponentError(SlowatchError):
+    """A composite's component failed with an internal error (a bug), named in the message: the
+    composite is ``error`` (not ``stale``: it is no source failure), the component's exception
+    kept as the cause for its traceback."""
