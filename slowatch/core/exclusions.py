@@ -106,11 +106,3 @@ def _merged(exclusions: tuple[Exclusion, ...], start: datetime, end: datetime) -
 
 def excluded_seconds(spans: Sequence[Interval]) -> float:
     return sum((hi - lo for lo, hi in spans), timedelta(0)).total_seconds()
-
-
-def active(exclusions: Iterable[Exclusion], at: datetime) -> Exclusion | None:
-    """The exclusion covering ``at``, if any (the first one in spec order)."""
-    for e in exclusions:
-        if intervals(e, at, at + timedelta(microseconds=1)):
-            return e
-    return None
