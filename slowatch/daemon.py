@@ -33,6 +33,7 @@ from slowatch.adapters.ledger_store import LedgerStore
 from slowatch.adapters.metrics import Prerendering, new_registry
 from slowatch.adapters.planned import PlannedSource
 from slowatch.adapters.prometheus import PrometheusSource
+from slowatch.adapters.serving import ServingProcess, Shipping
 from slowatch.adapters.state import SavedState, StateStore
 from slowatch.adapters.urls import redact, scrub
 from slowatch.components.grafana_provisioner import GrafanaProvisioner
@@ -65,6 +66,14 @@ class Daemon:
         self._spec: dict[str, SLO] = {}
         self._last_spec: dict[str, SLO] = {}
         self.registry, self.metrics = new_registry(self.holder, windows=settings.metrics_windows)
+        self.app = App(self.holder, self.registry, stale_after=3 * settings.evaluation_interval)
+        # The public listener in a process of its own (adapters/serving.py): each published view is
+        # shipped to it; /metrics and /healthz come back to self.app over a private Unix socket.
+        self.serving = ServingProcess(
+            self.app, *settings.listen_host_port, web_config=settings.web_config_file,
+            stale_after=3 * settings.evaluation_interval, log_format=settings.log_format,
+            log_level=settings.log_level, registry=self.registry.own,
+        ) if settings.http_process else None
         slos = self._load()  # an invalid spec at start is fatal (SpecError -> exit 1)
         self.metrics.spec_reload(True, self.clock.now())
         self.prometheus = PrometheusSource(
@@ -84,7 +93,9 @@ class Daemon:
             slos,
             source=self.source,
             sink=self.alertmanager, store=self.store, telemetry=self.metrics,
-            publisher=Prerendering(self.holder, self.registry),  # /metrics rendered off the scrape's path
+            # /metrics rendered off the scrape's path; the view shipped to the serving process.
+            publisher=Prerendering(self.holder, self.registry) if self.serving is None
+            else Shipping(Prerendering(self.holder, self.registry), self.serving.ship),
             executor=self._pool, clock=self.clock, book=saved.book, dashboard_url=self._dashboard_url(),
             # alerting.regression: checked every few minutes, on the plain client (instant queries).
             regressions=RegressionWatch(self.prometheus).run,
@@ -100,7 +111,7 @@ class Daemon:
         self._queries_seen = (0, 0, 0)
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.server: Server | None = None
+        self.server: Server | ServingProcess | None = None
         self.scheduler: BackgroundScheduler | None = None
 
     def _load(self) -> list[SLO]:
@@ -146,8 +157,8 @@ class Daemon:
     def start(self) -> None:
         host, port = self.settings.listen_host_port
         interval = self.settings.evaluation_interval
-        self.server = serve(App(self.holder, self.registry, stale_after=3 * interval), host, port,
-                            web_config=self.settings.web_config_file)
+        self.server = self.serving.start() if self.serving is not None else \
+            serve(self.app, host, port, web_config=self.settings.web_config_file)
         scheduler = BackgroundScheduler(
             timezone=UTC,
             # One cycle at a time; a late cycle runs once, not once per missed slot.

@@ -8,6 +8,7 @@
     ├── GrafanaError               Grafana API refused or failed
     ├── StateError                 the state directory cannot be read or written
     ├── WebConfigError             SLOWATCH_WEB_CONFIG_FILE is unreadable or wrong (file and field)
+    ├── ServingError               the HTTP serving process did not start (adapters/serving.py)
     └── SettingsError              a setting that cannot be used (SLOWATCH_SHARD=auto off a StatefulSet, ...)
 """
 
@@ -59,6 +60,10 @@ class StateError(SlowatchError):
 
 
 class WebConfigError(SlowatchError):
+    pass
+
+
+class ServingError(SlowatchError):
     pass
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     """The burn-rate windows /metrics exports (``slowatch_slo_burn_rate{window}``), by name: burn-rate
     windows (5m ... 3d) and SLO windows (30d, month); None: all. At 10,000 SLOs the 8 windows are 80,000
     of the ~190,000 series (bench/results/metrics_load.md)."""
+    http_process: bool = True
+    """Serve HTTP from a process of its own (``adapters/serving.py``), so that no request waits for
+    the evaluating process's GIL; false: from a thread of the daemon, as before."""
 
     @field_validator("alertmanager_urls", mode="before")
     @classmethod

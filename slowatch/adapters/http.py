@@ -334,7 +334,9 @@ class Server:
         self._thread = thread
         self._lock = threading.Lock()
         self._closed = False
-        if hasattr(server, "effective_port"):
+        if getattr(server, "effective_host", None) == "unix":  # serve_unix: the socket's path
+            self.host, self.port = str(server.effective_port), 0
+        elif hasattr(server, "effective_port"):
             self.host, self.port = str(server.effective_host), int(server.effective_port)
         else:  # a MultiSocketServer (a host name with several addresses): the first one
             self.host, self.port = str(server.effective_listen[0][0]), int(server.effective_listen[0][1])
@@ -343,6 +345,8 @@ class Server:
 
     @property
     def url(self) -> str:
+        if self.port == 0:
+            return f"unix:{self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
@@ -394,12 +398,26 @@ def serve(app: WSGIApplication, host: str, port: int, threads: int = 8, *, web_c
     # give it up after the switch interval (5 ms by default), and a request needs several hand-offs
     # (the loop thread reads, a worker answers, the loop thread writes).
     sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
+    handle = _run(server, socket_map, tls)
+    log.info("http_listening", url=handle.url, threads=threads, tls=tls is not None,
+             basic_auth=config_file is not None and bool(config_file.current()[0].users))
+    return handle
+
+
+def serve_unix(app: WSGIApplication, path: Path, threads: int = 2) -> Server:
+    """Serve ``app`` on a Unix socket at ``path`` (mode 0600; put it in a 0700 directory) from a
+    daemon thread: a private channel to this process, which no TCP client can reach."""
+    socket_map: dict[Any, Any] = {}
+    server = create_server(app, map=socket_map, unix_socket=str(path), unix_socket_perms="600", threads=threads,
+                           ident="slowatch")
+    return _run(server, socket_map, None)
+
+
+def _run(server: Any, socket_map: dict[Any, Any], tls: TLSTerminator | None) -> Server:
     wakeup = Trigger(socket_map)  # our own wake-up pipe in the loop, for close()
     thread = threading.Thread(target=server.run, name="slowatch-http", daemon=True)
     handle = Server(server, socket_map, wakeup, thread, tls)
     thread.start()
-    log.info("http_listening", url=handle.url, threads=threads, tls=tls is not None,
-             basic_auth=config_file is not None and bool(config_file.current()[0].users))
     return handle
 
 

@@ -434,7 +434,7 @@ def test_status_filters_by_state_and_team(query: str, expected: list[str]) -> No
 def test_pages_follow_their_link_until_every_slo_was_served_once() -> None:
     app = fleet_app()
     seen: list[str] = []
-    query = "limit=10"
+    query: str | None = "limit=10"
     pages = 0
     while query is not None:
         code, headers, body = call(app, query)

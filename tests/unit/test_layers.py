@@ -41,6 +41,7 @@ ADAPTER_EDGES: dict[tuple[str, str], str] = {
     ("slowatch.adapters.http", "slowatch.adapters.render"): "GET /status serves the status document",
     ("slowatch.adapters.http", "slowatch.adapters.webconfig"): "TLS and basic auth come from the web config",
     ("slowatch.adapters.http", "slowatch.adapters.metrics"): "GET /metrics serves the registry's per-view exposition",
+    ("slowatch.adapters.serving", "slowatch.adapters.http"): "the serving process runs the HTTP app and server",
     ("slowatch.adapters.page", "slowatch.adapters.render"): "the page shows the document's values",
     ("slowatch.adapters.planned", "slowatch.adapters.prometheus"): "batched queries run on the plain client",
     ("slowatch.adapters.history", "slowatch.adapters.prometheus"): "the backtest reads history on the plain client",
