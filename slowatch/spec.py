@@ -11,7 +11,9 @@ that pydantic reports them together with type and key errors in a single pass.
 from __future__ import annotations
 
 import difflib
+import io
 import math
+import os
 import re
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -64,6 +66,7 @@ from slowatch.core.promql import WINDOW_PLACEHOLDER
 from slowatch.core.windows import DurationError, format_duration, parse_duration, parse_latency
 from slowatch.errors import SpecError, SpecProblem
 from slowatch.formats.common import show as _show
+from slowatch.spec_cache import SpecCache, cache_key
 
 __all__ = ["API_VERSION", "RESERVED_LABELS", "load_specs"]
 
@@ -507,7 +510,9 @@ class SLOSpec(_Spec):
     objective: Annotated[Number, AfterValidator(_objective)]
     window: WindowSpec
     sli: SLISpec
-    alerting: AlertingSpec = AlertingSpec()
+    # A factory, not an instance: pydantic deep-copies an unhashable default (it holds a list)
+    # for every SLO, which cost a quarter of the validation.
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
     exclusions: list[ExclusionSpec] = Field(default_factory=list)
 
     # A composite has no query of its own: its components count (and exclude) its events, and
@@ -691,9 +696,9 @@ class _DuplicateKey(yaml.constructor.ConstructorError):
     pass
 
 
-class _Loader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping: PyYAML keeps the last one
-    silently, hiding e.g. a second `objective` under the first."""
+class _NoDuplicateKeys(yaml.constructor.SafeConstructor):
+    """Refuses a key given twice in one mapping: PyYAML keeps the last one silently, hiding e.g.
+    a second `objective` under the first."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[Hashable] = set()
@@ -710,6 +715,22 @@ class _Loader(yaml.SafeLoader):
             except TypeError:  # unhashable key: the base constructor reports it
                 pass
         return super().construct_mapping(node, deep=deep)
+
+
+class _Loader(_NoDuplicateKeys, yaml.SafeLoader):
+    """The pure-Python safe loader: the reference, whose error messages the spec reports."""
+
+
+# libyaml parses about 10x faster (bench/results/spec_load.md); the objects are the same, since
+# only the parser is in C (construction and tag resolution stay PyYAML's Python). Its error
+# messages are worded differently, so a file it refuses is read again by _Loader.
+_FastLoader: type[yaml.SafeLoader | yaml.CSafeLoader] = _Loader
+if yaml.__with_libyaml__:
+
+    class _CLoader(_NoDuplicateKeys, yaml.CSafeLoader):
+        """libyaml's parser, PyYAML's constructor and resolver."""
+
+    _FastLoader = _CLoader
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -749,18 +770,50 @@ def _declared_ids(data: dict[Any, Any], relocate: _Relocate) -> list[_Entry]:
     ]
 
 
-def _read_documents(path: Path, file: str) -> tuple[list[Any], list[SpecProblem]]:
-    """The YAML documents of a file (several when separated by ``---``), or its one problem."""
+# Where libyaml and PyYAML part, found by a differential fuzz (tests/unit/test_spec_speed.py keeps
+# the cases): libyaml accepts tabs as separators and inside plain scalars, '?' inside a flow
+# scalar and a comment right after a block scalar's indicator (`>#`), all of which PyYAML
+# refuses, and the two differ on byte order marks, C1 controls and Unicode line breaks. A text
+# holding any of these is read by _Loader alone: printable ASCII but '?', newlines (read_text
+# made every line break one), and printable non-ASCII but NBSP, U+2028/9 and U+FEFF.
+_LIBYAML_AGREES = re.compile(
+    r"[\n\x20-\x3e\x40-\x7e\xa1-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
+)
+_COMMENTED_BLOCK_HEADER = re.compile(r"[|>][-+0-9]*#")
+
+
+def _documents(text: str) -> list[Any]:
+    """The non-empty YAML documents of ``text``, exactly as _Loader reads them or refuses them."""
+    if _LIBYAML_AGREES.fullmatch(text) and not _COMMENTED_BLOCK_HEADER.search(text):
+        try:
+            return [d for d in yaml.load_all(text, Loader=_FastLoader) if d is not None]
+        except yaml.YAMLError:
+            pass  # worded by _Loader (libyaml words its errors differently)
+    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+
+
+def _read_bytes(path: Path) -> bytes | OSError:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return exc
+
+
+def _read_documents(data: bytes | OSError, file: str) -> tuple[list[Any], list[SpecProblem]]:
+    """The YAML documents of a file's bytes (several when separated by ``---``), or its one problem."""
 
     def problem(message: str) -> tuple[list[Any], list[SpecProblem]]:
         return [], [SpecProblem(file=file, path="", message=message)]
 
     try:
-        text = path.read_text(encoding="utf-8")
+        if isinstance(data, OSError):
+            raise data
+        # Decoded as Path.read_text does (universal newlines), so an error reads the same.
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except (OSError, UnicodeDecodeError) as exc:
         return problem(f"cannot read the file: {exc}")
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]  # _Loader is a SafeLoader
+        docs = _documents(text)
     except yaml.YAMLError as exc:
         return problem(_yaml_problem(exc))
     if not docs:
@@ -841,11 +894,7 @@ def spec_files(
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = [
-                (p, str(p))
-                for p in sorted(path.iterdir())
-                if p.suffix.lower() in SPEC_SUFFIXES and not p.name.startswith(".") and p.is_file()
-            ]
+            found = _directory_specs(path)
             if not found:
                 problems.append(
                     SpecProblem(
@@ -855,15 +904,28 @@ def spec_files(
                     )
                 )
         elif path.exists():
-            found = [(path, str(given))]
+            found = [(path, str(given), path.resolve())]
         else:
             problems.append(SpecProblem(file=str(given), path="", message="no such file or directory"))
             continue
-        for p, name in found:
-            key = p.resolve()
+        for p, name, key in found:
             if key not in seen:  # a file named directly and through its directory loads once
                 seen.add(key)
                 yield p, name
+
+
+def _directory_specs(directory: Path) -> list[tuple[Path, str, Path]]:
+    """(path, name, resolved path) of a directory's spec files, sorted by name. One scandir, and
+    one resolve for the directory rather than one per file (a file's own symlink aside): the
+    syscalls per file were a tenth of loading 10,000 SLOs."""
+    with os.scandir(directory) as entries:
+        names = sorted(
+            (e.name, e.is_symlink())
+            for e in entries
+            if os.path.splitext(e.name)[1].lower() in SPEC_SUFFIXES and not e.name.startswith(".") and e.is_file()
+        )
+    real = directory.resolve()
+    return [(p, str(p), p.resolve() if link else real / name) for name, link in names for p in [directory / name]]
 
 
 def _composite_problems(slos: Sequence[SLO], where: dict[str, tuple[str, str]]) -> list[SpecProblem]:
@@ -947,15 +1009,34 @@ def _cycle_from(start: str, by_id: dict[str, SLO]) -> list[str] | None:
     return None
 
 
-def load_specs(paths: Sequence[str | Path]) -> list[SLO]:
+def load_specs(paths: Sequence[str | Path], cache_dir: Path | None = None) -> list[SLO]:
     """Each path is a file or a directory (its *.yaml and *.yml files, sorted, non-recursive).
-    Raises SpecError(problems) listing EVERY problem of EVERY file at once."""
+    Raises SpecError(problems) listing EVERY problem of EVERY file at once.
+
+    ``cache_dir`` (the daemon's SLOWATCH_STATE_DIR): when these files, named so, and slowatch
+    are the same as when a spec last loaded without a problem there, its SLOs come from that
+    cache (``slowatch.spec_cache``) instead of being parsed again; a spec with a problem is
+    never cached, so it is reported as without a cache."""
     problems: list[SpecProblem] = []
+    files = [(file, _read_bytes(path)) for path, file in spec_files(paths, problems)]
+    readable = [(file, data) for file, data in files if isinstance(data, bytes)]
+    cache = SpecCache(cache_dir) if cache_dir is not None and not problems and len(readable) == len(files) else None
+    key = cache_key(readable) if cache is not None else b""
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return cached
+    slos = _parse(files, problems)
+    if cache is not None:
+        cache.put(key, slos)
+    return slos
+
+
+def _parse(files: Sequence[tuple[str, bytes | OSError]], problems: list[SpecProblem]) -> list[SLO]:
     slos: list[SLO] = []
     first_seen: dict[str, tuple[str, str]] = {}
     # Read every file first: an OpenSLO reference may point into any of them. Each file's read
     # problems are reported with its other problems, so they stay in argument order.
-    read = [(file, *_read_documents(path, file)) for path, file in spec_files(paths, problems)]
+    read = [(file, *_read_documents(data, file)) for file, data in files]
     catalog = formats.Catalog()
     for file, docs, read_problems in read:
         for index, data in enumerate(docs):
