@@ -11,7 +11,10 @@ client of ``scenarios`` (the whole document plain, gzip, an If-None-Match poller
 ``/status/{service}/{slo}`` in turn, every ``?service=`` in turn) is measured while cycles go on:
 ``wrk -t2 -c16 --latency`` (a closed loop: capacity and latency at saturation), then ``open_loop``
 at ``--rate`` requests/s (a fixed schedule, latency from each request's due time; 0 turns it off),
-its latencies split into those due between and during cycles. Writes
+its latencies split into those due between and during cycles. The daemon serves HTTP from its
+serving process (``slowatch/adapters/serving.py``): "daemon CPU" and memory add up both processes.
+Before the daemon starts, ``ship_cost`` times what shipping a view to the serving process costs at
+``--ship-sizes`` SLOs (synthetic statuses, a full 6-hour status-page history). Writes
 ``bench/results/status_load.{json,md}``.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -214,6 +218,93 @@ async def _open_loop(host: str, port: int, client: Client, rate: float, seconds:
             "latency_s": list(latency)}
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the daemon, its serving process, multiprocessing's tracker)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # it exited meanwhile
+            continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):  # it exited meanwhile
+            total += cpu_seconds(p)
+    return total
+
+
+def tree_memory_kib(pid: int) -> dict[str, dict[str, int]]:
+    """VmRSS and VmHWM of the daemon and of each process under it, by pid and command."""
+    out = {}
+    for p in tree(pid):
+        try:
+            command = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            role = "serving" if "spawn_main" in command else "tracker" if "resource_tracker" in command else "daemon"
+            out[f"{p} {role}"] = memory_kib(p)
+        except OSError:
+            continue
+    return out
+
+
+def ship_cost(n: int) -> dict[str, Any]:
+    """What a view of ``n`` SLOs costs to ship: the first (every SLO object) and a steady one (new
+    statuses of the same SLOs, one history point more each), against pickling it whole. Statuses from
+    bench.metrics_load; each SLO's history full (components/history.py: 360 points, 6 hours), with
+    one instant shared by all SLOs per point, as StatusHistory records it."""
+    import pickle
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from bench.metrics_load import AT, synthetic_status
+    from slowatch.adapters.serving import ViewDecoder, ViewEncoder
+    from slowatch.components.history import HISTORY_POINTS, HISTORY_SPAN
+    from slowatch.spec import load_specs
+    from slowatch.view import DaemonView
+
+    slos = load_specs([write_specs(WORK_DIR / "status_load" / f"ship{n}", n, "30d")])
+    statuses = tuple(synthetic_status(i, s) for i, s in enumerate(slos))
+    spacing = HISTORY_SPAN / HISTORY_POINTS
+    instants = [AT - spacing * (HISTORY_POINTS - k) for k in range(HISTORY_POINTS + 1)]
+
+    def view(shift: int, of: tuple[Any, ...]) -> DaemonView:
+        return DaemonView(at=AT + timedelta(seconds=30 * shift), statuses=of, ready=True, history={
+            s.slo.id: tuple((instants[k], (i + k) % 100 / 100) for k in range(shift, shift + HISTORY_POINTS))
+            for i, s in enumerate(of)})
+
+    first, steady = view(0, statuses), view(1, tuple(replace(s, consumed=s.consumed * 0.99) for s in statuses))
+    encoder, decoder = ViewEncoder(), ViewDecoder(freeze=True)  # as the serving process decodes
+    out: dict[str, Any] = {"slos": n, "history_points": HISTORY_POINTS}
+    for name, v in (("first", first), ("steady", steady)):
+        t0 = time.perf_counter()
+        messages = list(encoder.messages(v))
+        encode = time.perf_counter() - t0
+        slowest, total = 0.0, 0.0
+        for m in messages:
+            t1 = time.perf_counter()
+            decoder.take(m)
+            took = time.perf_counter() - t1
+            slowest, total = max(slowest, took), total + took
+        out[name] = {"messages": len(messages), "bytes": sum(map(len, messages)), "encode_s": encode,
+                     "decode_s": total, "decode_slowest_message_ms": slowest * 1000}
+    t0 = time.perf_counter()
+    whole = pickle.dumps(steady, protocol=pickle.HIGHEST_PROTOCOL)
+    t1 = time.perf_counter()
+    pickle.loads(whole)
+    out["whole"] = {"bytes": len(whole), "encode_s": t1 - t0, "decode_s": time.perf_counter() - t1}
+    log(f"  ship {n:,} SLOs: first {out['first']['bytes']:,} B in {out['first']['encode_s']:.3f} s, steady "
+        f"{out['steady']['bytes']:,} B in {out['steady']['encode_s']:.3f} s (decode {out['steady']['decode_s']:.3f} s, "
+        f"slowest message {out['steady']['decode_slowest_message_ms']:.1f} ms); whole pickle {len(whole):,} B "
+        f"{out['whole']['encode_s']:.3f} s / {out['whole']['decode_s']:.3f} s")
+    return out
+
+
 def percentiles(latency_s: Sequence[float]) -> dict[str, float]:
     ordered = sorted(latency_s)
     if not ordered:
@@ -312,14 +403,14 @@ def measure(work: Path, wrk: str, url: str, pid: int, prom_pid: int, client: Cli
     host, port = url.removeprefix("http://").rsplit(":", 1)
     wait_for_quiet(10)
     script = wrk_script(work, client)
-    cpu0, prom0, busy0, t0 = cpu_seconds(pid), cpu_seconds(prom_pid), machine_busy(), time.time()
+    cpu0, prom0, busy0, t0 = tree_cpu_seconds(pid), cpu_seconds(prom_pid), machine_busy(), time.time()
     done = subprocess.run([wrk, "-t2", "-c16", f"-d{wrk_seconds}s", "--latency", "-s", str(script), url],
                           capture_output=True, text=True, timeout=wrk_seconds + 60, check=False)
     t1, busy1 = time.time(), machine_busy()
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
     closed = parse_wrk(done.stdout) | {"output": done.stdout, "seconds": [t0, t1],
-                                       "daemon_cpu_cores": (cpu_seconds(pid) - cpu0) / (t1 - t0),
+                                       "daemon_cpu_cores": (tree_cpu_seconds(pid) - cpu0) / (t1 - t0),
                                        "prometheus_cpu_cores": (cpu_seconds(prom_pid) - prom0) / (t1 - t0),
                                        "machine_busy_percent": 100 * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])}
     pc = closed["latency_percentiles_ms"]
@@ -328,10 +419,10 @@ def measure(work: Path, wrk: str, url: str, pid: int, prom_pid: int, client: Cli
     opened = None
     if rate > 0 and client.name in OPEN_LOOP_SCENARIOS:
         wait_for_quiet(10)
-        cpu0, busy0, t0 = cpu_seconds(pid), machine_busy(), time.time()
+        cpu0, busy0, t0 = tree_cpu_seconds(pid), machine_busy(), time.time()
         opened = open_loop(host, int(port), client, rate, seconds)
         t1, busy1 = time.time(), machine_busy()
-        opened |= {"daemon_cpu_cores": (cpu_seconds(pid) - cpu0) / (t1 - t0), "wall": [t0, t1],
+        opened |= {"daemon_cpu_cores": (tree_cpu_seconds(pid) - cpu0) / (t1 - t0), "wall": [t0, t1],
                    "machine_busy_percent": 100 * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]),
                    "latency_ms": percentiles(opened["latency_s"])}
         po = opened["latency_ms"]
@@ -346,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-seconds", type=int, default=10, help="seconds of wrk per scenario")
     parser.add_argument("--rate", type=float, default=1000, help="the open loop's requests/s (0: none)")
     parser.add_argument("--duration", type=float, default=30, help="seconds of the open loop per scenario")
+    parser.add_argument("--ship-sizes", default="1000,10000",
+                        help="SLO counts whose view shipping ship_cost times (empty: none)")
     args = parser.parse_args(argv)
     binaries = require("prometheus", "promtool", "wrk",
                        hint="install them: apt-get install prometheus wrk (wrk is not in scripts/setup yet)")
@@ -357,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Dataset(services=args.slos // 2, end=cut + 2 * 3600, days=31, step=step)
     code = CodeWatch()
     with bounded("status_load", TIME_LIMIT):
+        ships = [ship_cost(int(n)) for n in args.ship_sizes.split(",") if n.strip()]
         log(f"live data: {data.services} services, history backfilled up to {cut}, then served live")
         started = time.monotonic()
         samples = build_blocks(data, work / "prometheus" / "data", until=cut + 1)
@@ -395,13 +489,13 @@ def main(argv: list[str] | None = None) -> int:
                                           stream=True).raw.read())
             log(f"daemon ready ({len(doc['slos'])} SLOs on /status, {status_bytes:,} bytes, {gzip_bytes:,} gzipped)")
             pid, prom_pid = process.pid, server.process.pid
-            memory_ready = memory_kib(pid)
-            idle0, t_idle = cpu_seconds(pid), time.monotonic()
+            memory_ready = tree_memory_kib(pid)
+            idle0, t_idle = tree_cpu_seconds(pid), time.monotonic()
             time.sleep(5)
-            idle_cpu = (cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
+            idle_cpu = (tree_cpu_seconds(pid) - idle0) / (time.monotonic() - t_idle)
             runs = [measure(work, binaries["wrk"], url, pid, prom_pid, client, args.wrk_seconds, args.rate,
                             args.duration) for client in scenarios(doc)]
-            memory = memory_kib(pid)
+            memory = tree_memory_kib(pid)
             status_after = requests.get(f"{url}/status", timeout=30).json()
         finally:
             if daemon is not None:
@@ -427,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         "slos": args.slos, "status_bytes": status_bytes, "status_gzip_bytes": gzip_bytes,
         "slos_on_status": len(doc["slos"]), "wrk_command": "wrk -t2 -c16 -dNs --latency -s SCENARIO.lua URL",
         "runs": runs, "daemon_cpu_cores_idle": idle_cpu, "daemon_memory_kib_ready": memory_ready,
-        "daemon_memory_kib_end": memory, "cycles_all": all_cycles, "states_after": states,
+        "daemon_memory_kib_end": memory, "cycles_all": all_cycles, "states_after": states, "ship_cost": ships,
     }
     write_results("status_load", result, report(result), "bench.status_load: /status under load", code,
                   measured=daemon_code)
@@ -463,7 +557,16 @@ def report(r: dict[str, Any]) -> str:
                        f"{o['requests_during_cycles']:,}: {pcts(inside, ('p50', 'p99'))}",
                        ", ".join(f"{k}: {v:,}" for k, v in o["codes"].items()),
                        f"{o['daemon_cpu_cores']:.2f}", f"{o['machine_busy_percent']:.0f}%"])
-    mem0, mem = r["daemon_memory_kib_ready"], r["daemon_memory_kib_end"]
+    def memory(by_process: dict[str, dict[str, int]]) -> str:
+        return ", ".join(f"{name.split()[1]} {m.get('VmRSS', 0) / 1024:,.0f} / {m.get('VmHWM', 0) / 1024:,.0f}"
+                         for name, m in by_process.items())
+
+    ships = [[f"{c['slos']:,}", f"{c['first']['bytes'] / 1e6:.2f} MB, {c['first']['encode_s'] * 1000:,.0f} ms",
+              f"{c['steady']['bytes'] / 1e6:.2f} MB, {c['steady']['encode_s'] * 1000:,.0f} ms",
+              f"{c['steady']['decode_s'] * 1000:,.0f} ms in {c['steady']['messages']} messages, slowest "
+              f"{c['steady']['decode_slowest_message_ms']:.1f} ms",
+              f"{c['whole']['bytes'] / 1e6:.2f} MB, {c['whole']['encode_s'] * 1000:,.0f} / "
+              f"{c['whole']['decode_s'] * 1000:,.0f} ms"] for c in r.get("ship_cost", [])]
     cycle_seconds = [c["seconds"] for c in r["cycles_all"] if c["seconds"] is not None]
     described = "\n".join(f"- **{k}**: {v}" for k, v in DESCRIPTIONS.items())
     return f"""## /status under load
@@ -498,10 +601,21 @@ the latencies are those at saturation.
 "daemon CPU ms per request" is what one answer costs the daemon whatever else runs: at 1,000
 req/s it needs that many CPU seconds each second (0.25 ms: a quarter of a core).
 
-Daemon RSS (VmRSS / peak VmHWM): {mem0.get('VmRSS', 0) / 1024:,.0f} / {mem0.get('VmHWM', 0) / 1024:,.0f} MiB
-ready, {mem.get('VmRSS', 0) / 1024:,.0f} / {mem.get('VmHWM', 0) / 1024:,.0f} MiB after the load. Daemon CPU with
-no requests: {r['daemon_cpu_cores_idle']:.2f} cores. States after the run:
+RSS (VmRSS / peak VmHWM, MiB) ready: {memory(r['daemon_memory_kib_ready'])}; after the load:
+{memory(r['daemon_memory_kib_end'])}. Daemon CPU (both processes) with no requests:
+{r['daemon_cpu_cores_idle']:.2f} cores. States after the run:
 {', '.join(f'{k} {v}' for k, v in sorted(r['states_after'].items()))}.
+
+### Shipping a view to the serving process
+
+After each cycle the daemon's "slowatch-serving" thread sends the new view over a pipe
+(`slowatch/adapters/serving.py`): the SLO objects once, then the statuses in messages of 64 and only
+the history points the cycle added. Synthetic statuses (bench.metrics_load), each SLO with a full
+6-hour history of 360 points (a bench run itself is too short to reach that), timed in this process
+before the daemon starts. The serving process decodes between requests, a message at a time.
+
+{md_table(["SLOs", "first view: size, encode (daemon)", "steady view: size, encode (daemon)",
+           "steady view: decode (serving process)", "the steady view pickled whole: size, dumps / loads"], ships)}
 """
 
 

@@ -16,14 +16,22 @@ them (bench/results/status_load.md before this module). Here::
   must say that the daemon lives, not the serving process: both are forwarded to the daemon over
   the private Unix socket, which no TCP client can reach (basic auth is checked before forwarding).
 - Views travel on a ``Pipe`` from the daemon's "slowatch-serving" thread, never the cycle's: each SLO
-  object once (then a number, ``persistent_id``), the statuses and the history in chunks of
-  ``CHUNK``, so that the serving process unpickles about a millisecond at a time between requests.
-  Measured for this change on the shared 2-core machine (bench.metrics_load's synthetic statuses,
-  24 history points each): a 1,000-SLO view is 1.06 MB pickled whole, 22-27 ms to pickle and
-  62-77 ms to unpickle in one call that holds the GIL; with the SLOs sent once 0.8 MB, ~30 ms to
-  pickle (the daemon's thread) and ~15 ms to unpickle, in chunks. 10,000 SLOs: 10.6 MB whole
-  (0.3-0.5 s pickle, 0.8-1.1 s unpickle); with the SLOs sent once 8.0 MB, ~0.4 s pickle, ~0.6 s
-  unpickle in ~3 ms chunks. ``bench.status_load`` prints the figures of the view it ships.
+  object once (then a number, ``persistent_id``), the statuses in messages of ``CHUNK``, of each
+  SLO's status-page history (up to 360 points) only the points added since the last view. The
+  serving process decodes a message at a time between requests and freezes what it decoded out of
+  the GC's full collections. Cost (``bench.status_load.ship_cost``: synthetic statuses, full
+  histories; on the shared 2-core machine, 2026-11-29), the daemon's side is the encoding:
+
+  ====== =============================== ============================== =================================
+  SLOs   first view (all SLO objects)    each later view                decoding a later view
+  ====== =============================== ============================== =================================
+  1,000  6.9 MB, 0.17 s                  0.53 MB, 25-30 ms              15 ms in 109 messages, <= 2.2 ms
+  10,000 69 MB, 1.9 s                    5.3 MB, 0.30 s                 0.15 s in 1,069 messages, <= 5 ms
+  ====== =============================== ============================== =================================
+
+  Pickling the view whole instead: 6.5 MB at 1,000 SLOs, 0.12 s to dump and 0.08 s to load in one
+  call that holds the GIL (65 MB, 2.0 s and 2.0 s at 10,000), and a full collection walking a
+  decoded view: 50 ms.
 - The serving process dies: the daemon logs ``http_process_died`` (error), counts it in
   ``slowatch_http_process_restarts_total`` and starts another after a backoff. The daemon dies: the
   pipe ends, the serving process exits. It ignores SIGINT and SIGTERM (a terminal's Ctrl-C or
@@ -37,6 +45,7 @@ them (bench/results/status_load.md before this module). Here::
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import io
 import json
@@ -48,13 +57,13 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import structlog
@@ -70,9 +79,14 @@ from slowatch.view import DaemonView, ViewHolder
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 # Statuses (or history entries) a message: ~1 ms to unpickle at ~15 us a status (see above), so a
 # request waits at most about that long for the serving process's GIL while a view arrives.
 CHUNK = 64
+# History points a message: the serving process copies each changed SLO's history (up to 360
+# points, components/history.py) to add the new points: ~0.5 ms for 4,096 (bench.status_load.ship_cost).
+HISTORY_CHUNK_POINTS = 4096
 # The serving process imports the HTTP stack and binds; on a busy 2-core machine that took ~1-3 s.
 START_TIMEOUT_S = 60.0
 # Stopping: the serving process closes its connections (http.Server.close waits 5 s for them).
@@ -114,13 +128,18 @@ class ServingConfig:
 
 class ViewEncoder:
     """The daemon's side: a view as messages, each SLO object sent once to this serving process
-    (a new one needs a new encoder) and referred to by number afterwards."""
+    (a new one needs a new encoder) and referred to by number afterwards; of each SLO's history
+    only the points added since the last view (the status page's charts: up to 360 points an SLO,
+    ``components/history.py``, of which a cycle adds at most one)."""
 
-    def __init__(self, chunk: int = CHUNK) -> None:
+    def __init__(self, chunk: int = CHUNK, history_chunk: int = HISTORY_CHUNK_POINTS) -> None:
         self.chunk = chunk
+        self.history_chunk = history_chunk
         self._sent: dict[int, tuple[int, SLO]] = {}
         """id(SLO) -> (its number, the SLO: held, so that the id is not reused)."""
         self._next = 0
+        self._history: Mapping[str, Sequence[tuple[datetime, float]]] = {}
+        """The history last sent: the serving process has it too."""
 
     def messages(self, view: DaemonView) -> Iterator[bytes]:
         slos = {id(s.slo): s.slo for s in view.statuses}
@@ -138,9 +157,16 @@ class ViewEncoder:
         yield self._dump(("view", replace(view, statuses=(), history={})))
         for statuses in _chunks(view.statuses, self.chunk):
             yield self._dump(("statuses", tuple(statuses)))
-        for history in _chunks(list(view.history.items()), self.chunk):
-            yield self._dump(("history", tuple(history)))
+        changes = [(k, *history_added(self._history.get(k, ()), v)) for k, v in view.history.items()]
+        changes = [c for c in changes if c[1] or c[2] != len(self._history.get(c[0], ()))]
+        dropped = tuple(k for k in self._history if k not in view.history)
+        if dropped:
+            yield self._dump(("history-drop", dropped))
+        # A change's weight is what the serving process copies: the SLO's whole history.
+        for some in _chunks(changes, self.history_chunk, lambda change: change[2] + 1):
+            yield self._dump(("history", tuple(some)))
         yield self._dump(("publish",))
+        self._history = view.history
 
     def _dump(self, message: tuple[Any, ...]) -> bytes:
         out = io.BytesIO()
@@ -155,17 +181,36 @@ class ViewEncoder:
         return out.getvalue()
 
 
+def history_added(before: Sequence[Any], now: Sequence[Any]) -> tuple[tuple[Any, ...], int, bool]:
+    """What ``now`` adds to ``before`` when it is ``before`` (less points off its front) plus new
+    points: (the new points, len(now), True); anything else is sent whole: (now, len(now), False)."""
+    if before and now:
+        last = before[-1]
+        added = 0
+        while added < len(now) and now[-1 - added][0] > last[0]:  # points are in time order
+            added += 1
+        kept = len(now) - added
+        if kept and now[kept - 1] == last and kept <= len(before):
+            return tuple(now[kept:]), len(now), True
+    return tuple(now), len(now), False
+
+
 STOP = pickle.dumps(("stop",))
 
 
 class ViewDecoder:
     """The serving process's side: ``take`` each message; a finished view comes out of the last."""
 
-    def __init__(self) -> None:
+    def __init__(self, freeze: bool = False) -> None:
+        self.freeze = freeze
+        """Move what each message brought to the permanent GC generation (the serving process): a
+        full collection no longer walks the views. A 1,000-SLO view with its history is ~10^6 objects, whose
+        walk took 50 ms with the GIL held (measured with bench.status_load.ship_cost)."""
         self.slos: dict[int, SLO] = {}
         self._view: DaemonView | None = None
         self._statuses: list[BudgetStatus] = []
-        self._history: list[tuple[str, Any]] = []
+        self._history: dict[str, tuple[tuple[datetime, float], ...]] = {}
+        """The last view's history, then this one's as its messages arrive."""
         self.stopped = False
 
     def take(self, data: bytes) -> DaemonView | None:
@@ -183,27 +228,37 @@ class ViewDecoder:
             for number in message[1]:
                 self.slos.pop(number, None)
         elif kind == "view":
-            self._view, self._statuses, self._history = message[1], [], []
+            self._view, self._statuses, self._history = message[1], [], dict(self._history)
         elif kind == "statuses":
             self._statuses.extend(message[1])
+        elif kind == "history-drop":
+            for key in message[1]:
+                self._history.pop(key, None)
         elif kind == "history":
-            self._history.extend(message[1])
+            for key, points, length, added in message[1]:
+                self._history[key] = (self._history.get(key, ()) + points)[-length:] if added else points
         elif kind == "publish" and self._view is not None:
-            view = replace(self._view, statuses=tuple(self._statuses), history=dict(self._history))
-            self._view, self._statuses, self._history = None, [], []
+            view = replace(self._view, statuses=tuple(self._statuses), history=self._history)
+            self._view, self._statuses = None, []
             return view
         elif kind == "stop":
             self.stopped = True
+        if self.freeze:  # views hold no reference cycles: refcounting frees them once replaced
+            gc.freeze()
         return None
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    part: list[Any] = []
+def _chunks(items: Iterable[T], limit: int, weight: Callable[[T], int] = lambda _: 1) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``limit`` by weight (one item alone may weigh more)."""
+    part: list[T] = []
+    held = 0
     for item in items:
-        part.append(item)
-        if len(part) == size:
+        w = weight(item)
+        if part and held + w > limit:
             yield part
-            part = []
+            part, held = [], 0
+        part.append(item)
+        held += w
     if part:
         yield part
 
@@ -302,7 +357,7 @@ def serving_main(conn: Connection, config: ServingConfig) -> None:
         return
     try:
         conn.send(("listening", server.host, server.port, server.url))
-        decoder = ViewDecoder()
+        decoder = ViewDecoder(freeze=True)
         while not decoder.stopped:
             try:
                 data = conn.recv_bytes()

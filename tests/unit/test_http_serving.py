@@ -10,6 +10,7 @@ import json
 import pickle
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import requests
 
 from slowatch.adapters.http import App, Server, serve, serve_unix
 from slowatch.adapters.metrics import new_registry
-from slowatch.adapters.serving import CHUNK, FORWARDED, Forwarder, Shipping, ViewDecoder, ViewEncoder
+from slowatch.adapters.serving import CHUNK, FORWARDED, Forwarder, Shipping, ViewDecoder, ViewEncoder, history_added
 from slowatch.core.budget import BudgetStatus
 from slowatch.view import DaemonView, ViewHolder
 from tests.unit.test_http import AT, VIEW, slo, status
@@ -47,21 +48,70 @@ def ship(encoder: ViewEncoder, decoder: ViewDecoder, view: DaemonView) -> tuple[
     return out[-1], messages
 
 
-@pytest.mark.parametrize(("view", "chunk"), [
-    pytest.param(VIEW, CHUNK, id="the http tests' view (alerts, history, a failed SLO, a spec error) in one chunk"),
-    pytest.param(VIEW, 2, id="the same view two statuses a message"),
-    pytest.param(DaemonView(at=None), CHUNK, id="the empty view before the first cycle"),
-    pytest.param(DaemonView(at=AT, statuses=fleet(130), ready=True,
-                            history={f"svc{i % 7}/slo{i}": [(AT, i / 130)] for i in range(130)}), 64,
-                 id="130 SLOs over three chunks of statuses and of history"),
+def tuples(view: DaemonView) -> DaemonView:
+    """``view`` as the serving process gets it: each history a tuple (StatusHistory's own kind)."""
+    return replace(view, history={k: tuple(v) for k, v in view.history.items()})
+
+
+BIG = DaemonView(at=AT, statuses=fleet(130), ready=True,
+                 history={f"svc{i % 7}/slo{i}": [(AT, i / 130)] * 40 for i in range(130)})
+
+
+@pytest.mark.parametrize(("view", "chunk", "history_chunk", "expected"), [
+    pytest.param(VIEW, CHUNK, 4096, ["slos", "view", "statuses", "history", "publish"],
+                 id="the http tests' view (alerts, history, a failed SLO, a spec error) in one message each"),
+    pytest.param(VIEW, 2, 4096, ["slos"] * 3 + ["view"] + ["statuses"] * 3 + ["history", "publish"],
+                 id="the same view two statuses a message"),
+    pytest.param(DaemonView(at=None), CHUNK, 4096, ["view", "publish"], id="the empty view before the first cycle"),
+    pytest.param(BIG, 64, 4096, ["slos"] * 3 + ["view"] + ["statuses"] * 3 + ["history"] * 2 + ["publish"],
+                 id="130 SLOs: statuses in three messages, 5,330 history points in two"),
 ])
-def test_a_shipped_view_arrives_equal(view: DaemonView, chunk: int) -> None:
-    got, messages = ship(ViewEncoder(chunk), ViewDecoder(), view)
-    assert got == view
-    statuses = len(view.statuses)
-    expected = (["slos"] * -(-statuses // chunk) + ["view"] + ["statuses"] * -(-statuses // chunk)
-                + ["history"] * -(-len(view.history) // chunk) + ["publish"])
+def test_a_shipped_view_arrives_equal(view: DaemonView, chunk: int, history_chunk: int, expected: list[str]) -> None:
+    got, messages = ship(ViewEncoder(chunk, history_chunk), ViewDecoder(), view)
+    assert got == tuples(view)
     assert kinds(messages) == expected
+
+
+def test_the_next_view_sends_only_the_history_points_it_added() -> None:
+    encoder, decoder = ViewEncoder(), ViewDecoder()
+    statuses = fleet(3)
+    ids = [s.slo.id for s in statuses]
+
+    def view(minutes: range) -> DaemonView:  # a StatusHistory of 5 points: the oldest falls off
+        points = tuple((AT + timedelta(minutes=m), m / 100) for m in minutes)
+        return DaemonView(at=AT, statuses=statuses, history={ids[0]: points[-5:], ids[1]: points[:2]})
+
+    ship(encoder, decoder, view(range(5)))
+    got, messages = ship(encoder, decoder, view(range(6)))
+    assert got == view(range(6))
+    (history,) = [pickle.loads(m) for m in messages if kinds([m]) == ["history"]]
+    # Only the SLO whose chart moved, with its one new point and its length.
+    assert history == ("history", ((ids[0], ((AT + timedelta(minutes=5), 0.05),), 5, True),))
+
+
+@pytest.mark.parametrize(("before", "after", "sent"), [
+    pytest.param((1, 2, 3), (2, 3, 4), ((4,), 3, True), id="one point added, the oldest dropped: the new point"),
+    pytest.param((1, 2, 3), (1, 2, 3), ((), 3, True), id="unchanged: nothing"),
+    pytest.param((1, 2, 3), (7, 8), ((7, 8), 2, False), id="not a continuation (the chart started again): whole"),
+    pytest.param((), (1,), ((1,), 1, False), id="a new SLO's first point: whole"),
+])
+def test_history_travels_as_what_it_added(before: tuple[int, ...], after: tuple[int, ...],
+                                          sent: tuple[tuple[int, ...], int, bool]) -> None:
+    def points(minutes: tuple[int, ...]) -> tuple[tuple[datetime, float], ...]:
+        return tuple((AT + timedelta(minutes=m), float(m)) for m in minutes)
+
+    added = history_added(points(before), points(after))
+    assert added == (points(sent[0]), sent[1], sent[2])
+
+
+def test_a_gone_slos_history_is_dropped() -> None:
+    encoder, decoder = ViewEncoder(), ViewDecoder()
+    statuses = fleet(2)
+    ids = [s.slo.id for s in statuses]
+    ship(encoder, decoder, DaemonView(at=AT, statuses=statuses, history={i: ((AT, 1.0),) for i in ids}))
+    got, messages = ship(encoder, decoder, DaemonView(at=AT, statuses=statuses[:1], history={ids[0]: ((AT, 1.0),)}))
+    assert got.history == {ids[0]: ((AT, 1.0),)}
+    assert "history-drop" in kinds(messages)
 
 
 def test_the_next_view_refers_to_the_slos_already_sent() -> None:
