@@ -1,8 +1,10 @@
 """The measuring side of the constant-cost plan (``slowatch.core.plan``): batched queries per
 group of SLOs sharing a shape, and the hour ledger (in memory, saved by a ``LedgerFile``).
 
-One cycle costs, per group chunk, one instant query (short windows, head, tails, and for latency
-the bucket-bound check) plus, once an hour, one query per chunk for the hour that just settled.
+One cycle costs, per group chunk, one instant query per day its spans reach back into
+(``core.plan.query_parts``: short windows, head and the nearer tails in the first, with the
+latency bucket-bound check; each farther tail in the query of its day) plus, once an hour, one
+query per chunk for the hour that just settled.
 Missing hours (a start without a saved ledger, hours missed while down, new or changed SLOs) are
 read by range queries in pieces of ``BACKFILL_PIECE``, for the SLOs missing them only.
 """
@@ -12,8 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -23,7 +25,7 @@ import structlog
 from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.adapters.urls import redact, scrub
 from slowatch.core.budget import Measurement
-from slowatch.core.measure import ANSWERED, Span, le_spellings, read_answer
+from slowatch.core.measure import ANSWERED, Answer, Span, joined, le_spellings, read_answer
 from slowatch.core.model import SLO
 from slowatch.core.plan import (
     CHUNK,
@@ -36,6 +38,7 @@ from slowatch.core.plan import (
     group_slos,
     ledger_hours,
     live_spans,
+    query_parts,
     utc,
 )
 from slowatch.core.promql import KIND_LABEL, ResultError
@@ -131,17 +134,30 @@ class PlannedSource:
                 saver = threading.Thread(target=self._save, args=(at,), name="ledger-save")
                 saver.start()
             try:
-                futures: list[tuple[tuple[SLO, ...], Future[dict[str, Measurement | SourceError]]]] = []
+                # Each chunk's spans are asked in parts (core.plan.query_parts), all submitted at
+                # once: the parts of one chunk run side by side like the chunks do.
+                futures: list[tuple[Group, tuple[SLO, ...], list[Future[tuple[Answer, list[str]]]]]] = []
                 for group in groups:
+                    use_ledger = self.use_ledger and group.ledger
                     for whole in group.chunks():
                         chunk = tuple(s for s in whole if s.id not in out)
                         if chunk:
-                            futures.append((chunk, executor.submit(self._measure_chunk, group, chunk, at)))
-                for chunk, future in futures:  # every future is awaited: no chunk outlives its cycle
+                            parts = query_parts(live_spans(chunk, at, use_ledger))
+                            futures.append((group, chunk, [
+                                executor.submit(self._ask, group, chunk, part, at, i == 0)
+                                for i, part in enumerate(parts)
+                            ]))
+                for group, chunk, asked in futures:  # every future is awaited: no chunk outlives its cycle
                     try:
-                        out.update(future.result())
+                        answers = [f.result() for f in asked]  # the first failure, once all are done:
                     except Exception as exc:  # per chunk, as it was raised (ports.BatchSource): a bug, with
-                        out.update({s.id: exc for s in chunk})  # its traceback, becomes `error` in the engine
+                        wait(asked)  # its traceback, becomes `error` in the engine
+                        out.update({s.id: exc for s in chunk})
+                        continue
+                    try:
+                        out.update(self._assemble(group, chunk, at, answers))
+                    except Exception as exc:
+                        out.update({s.id: exc for s in chunk})
             finally:
                 if saver is not None:
                     saver.join()
@@ -174,8 +190,7 @@ class PlannedSource:
             for missing, members in by_missing.items():
                 for i in range(0, len(members), CHUNK):
                     batch = members[i:i + CHUNK]
-                    context = (f"{len(batch)} SLOs ({batch[0].id}{', ...' if len(batch) > 1 else ''}) "
-                               f"at={at.isoformat()}")
+                    context = self._context(batch, at)
                     try:
                         values = self._fetch_hours(group, batch, missing, context)
                     except Exception as exc:  # SourceError, or a bug: the batch's SLOs carry it
@@ -208,14 +223,15 @@ class PlannedSource:
         self.stats.saves += 1
         self.stats.save_seconds += time.perf_counter() - started
 
-    def _measure_chunk(
-        self, group: Group, chunk: tuple[SLO, ...], at: datetime
-    ) -> dict[str, Measurement | SourceError]:
-        context = f"{len(chunk)} SLOs ({chunk[0].id}{', ...' if len(chunk) > 1 else ''}) at={at.isoformat()}"
-        ledger = self.ledger.group(group.signature)
-        use_ledger = self.use_ledger and group.ledger
-        flavour = self.prometheus.flavour()
-        query = group.query(live_spans(chunk, at, use_ledger), chunk, flavour)
+    @staticmethod
+    def _context(chunk: Sequence[SLO], at: datetime) -> str:
+        return f"{len(chunk)} SLOs ({chunk[0].id}{', ...' if len(chunk) > 1 else ''}) at={at.isoformat()}"
+
+    def _ask(self, group: Group, chunk: tuple[SLO, ...], spans: Mapping[str, Span], at: datetime,
+             check: bool) -> tuple[Answer, list[str]]:
+        """One part of a chunk's spans (the first part carries the latency bound check)."""
+        context = self._context(chunk, at)
+        query = group.query(spans, chunk, self.prometheus.flavour(), check=check)
         notes: list[str] = []  # the query API's infos: shown with every SLO of the chunk
         samples = self.prometheus.query(query, at, context=context, notes=notes)
         try:
@@ -224,9 +240,18 @@ class PlannedSource:
             raise QueryError(f"{context}: {exc}") from exc
         if not answer.answered:
             raise SourceUnavailable(f"{context}: {VANISHED}")
+        return answer, notes
+
+    def _assemble(
+        self, group: Group, chunk: tuple[SLO, ...], at: datetime, parts: Sequence[tuple[Answer, list[str]]]
+    ) -> dict[str, Measurement | SourceError]:
+        ledger = self.ledger.group(group.signature)
+        use_ledger = self.use_ledger and group.ledger
+        answer = joined([a for a, _ in parts])
+        notes = tuple(dict.fromkeys(n for _, ns in parts for n in ns))  # a note each part repeats, once
         return {
             slo.id: replace(assemble(slo, group, at, answer, ledger, bound_problems(slo, group, answer),
-                                     from_ledger=use_ledger), warnings=tuple(notes))
+                                     from_ledger=use_ledger), warnings=notes)
             for slo in chunk
         }
 

@@ -370,6 +370,17 @@ class Answer:
         return sum(per_le.get(s, 0.0) for s in le_spellings(threshold))
 
 
+def joined(answers: Sequence[Answer]) -> Answer:
+    """The answers of one chunk's queries (``core.plan.query_parts``: their tags are disjoint) as
+    one; answered only if each of them was."""
+    values: dict[tuple[str, str, Key], float] = {}
+    by_le: dict[tuple[str, str, Key], Mapping[str, float]] = {}
+    for a in answers:
+        values.update(a.values)
+        by_le.update(a.by_le)
+    return Answer(values, by_le, all(a.answered for a in answers))
+
+
 def read_answer(roles: Mapping[str, MeasureRole], samples: Iterable[tuple[Mapping[str, str], float]]) -> Answer:
     values: dict[tuple[str, str, Key], float] = {}
     by_le: dict[tuple[str, str, Key], dict[str, float]] = {}

@@ -217,6 +217,24 @@ def _cut(exclusions: tuple[Exclusion, ...], p: WindowPlan, t: int) -> Cut:
     return Cut(tuple(hours), tuple(spans))
 
 
+# Prometheus looks up each selector's series in every block that its *query's* time range
+# touches, and that range is the union over the query's selectors: a 30-day tail in the same
+# query as the 5-minute window makes every selector search 30 days of blocks. Measured on 2,000
+# SLOs over 31 days of data (Prometheus 2.42, 54h blocks; the README's cost model): one query
+# for all spans took 7.4-9.2 s, the same spans in one query per day of reach 3.1-3.4 s.
+# So the spans of a cycle are asked in parts: those reaching into the same day back share one.
+REACH_PART_SECONDS = 24 * HOUR
+
+
+def query_parts(spans: Mapping[str, Span]) -> list[dict[str, Span]]:
+    """``spans`` split by how far back they reach (``REACH_PART_SECONDS``), nearest first: each
+    part is one query, whose selectors search only the blocks of its own days."""
+    parts: dict[int, dict[str, Span]] = {}
+    for tag, span in spans.items():
+        parts.setdefault((span.offset + span.length) // REACH_PART_SECONDS, {})[tag] = span
+    return [parts[k] for k in sorted(parts)]
+
+
 def cut_tag(span: Span) -> str:
     """The tag of an excluded span: SLOs of a chunk excluding the same span share it."""
     return f"x{span.length}@{span.offset}"

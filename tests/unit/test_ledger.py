@@ -28,7 +28,17 @@ from slowatch.adapters.prometheus import PrometheusSource
 from slowatch.core.budget import SLO_WINDOW, Measurement
 from slowatch.core.measure import ANSWERED, PROMETHEUS, Flavour
 from slowatch.core.model import SLO, RatioSLI, RollingWindow
-from slowatch.core.plan import CHUNK, COMPACT_SHARE, HOUR, GroupLedger, Ledger, Row, ledger_end
+from slowatch.core.plan import (
+    CHUNK,
+    COMPACT_SHARE,
+    HOUR,
+    GroupLedger,
+    Ledger,
+    Row,
+    ledger_end,
+    live_spans,
+    query_parts,
+)
 from slowatch.core.promql import KIND_LABEL, Sample
 from slowatch.cycle import Cycle
 from slowatch.view import ViewHolder
@@ -403,4 +413,6 @@ def test_a_loaded_ledger_turns_ready_only_after_the_first_cycle_that_ran_with_it
         assert not holder.current().ready and src.ledger.groups == {}  # built, nothing loaded, not ready
         cycle.run(AT + timedelta(seconds=30))
     assert holder.current().ready and src.ledger.groups
-    assert restarted.ranges == [] and restarted.instant == 1  # the cycle that turned it ready read no hour
+    # The cycle that turned it ready read no hour: only its instant queries (one per day of reach).
+    parts = query_parts(live_spans(slos, AT + timedelta(seconds=30)))
+    assert restarted.ranges == [] and restarted.instant == len(parts) == 3  # the last day, the 1d tail, the 3d tail

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slowatch.core.measure import ANSWERED, PROMETHEUS, Span, read_answer
+from slowatch.core.measure import ANSWERED, PROMETHEUS, Answer, Span, joined, read_answer
 from slowatch.core.model import SLO, CalendarWindow, LatencySLI, RatioSLI, RollingWindow, ThroughputSLI
 from slowatch.core.plan import (
     HOUR,
@@ -23,6 +23,7 @@ from slowatch.core.plan import (
     group_slos,
     ledger_end,
     live_spans,
+    query_parts,
     window_plans,
 )
 from slowatch.core.promql import KIND_LABEL, WINDOW_LABEL
@@ -91,6 +92,35 @@ def test_a_cycle_reads_the_same_spans_for_a_30_day_and_a_1_day_slo() -> None:
     read = lambda spans: sum(s.length for s in spans.values())  # noqa: E731 - a one-line helper
     assert read(long) <= read(short) + HOUR  # one extra tail at most: cost does not grow with W
     assert read(long) < 16 * HOUR
+
+
+@pytest.mark.parametrize(("window", "expected"), [
+    pytest.param(timedelta(days=30), [["w300", "w1800", "w3600", "head", "tail7200", "tail21600"],
+                                      ["tail86400"], ["tail259200"], ["tail2592000"]],
+                 id="a 30-day SLO asks the last day in one query and each farther tail in the query of its day"),
+    pytest.param(timedelta(days=1), [["w300", "w1800", "w3600", "head", "tail7200", "tail21600"],
+                                     ["tail86400"], ["tail259200"]],
+                 id="a 1-day SLO's window is the 1d burn-rate window's tail, asked once"),
+])
+def test_spans_are_asked_in_one_query_per_day_they_reach_back_into(
+    window: timedelta, expected: list[list[str]]
+) -> None:
+    at = datetime(2026, 11, 1, 12, 34, 56, tzinfo=UTC)
+    spans = live_spans([ratio("a", window)], at)
+    parts = query_parts(spans)
+    assert [sorted(p, key=list(spans).index) for p in parts] == expected
+    assert {tag: span for p in parts for tag, span in p.items()} == spans  # every span, once
+
+
+def test_the_answers_of_a_chunks_parts_join_into_one_answered_only_if_each_was() -> None:
+    (group,) = group_slos([ratio("a")])
+    near = read_answer(group.roles, [({KIND_LABEL: ANSWERED}, 1.0), ({KIND_LABEL: "total", WINDOW_LABEL: "head",
+                                                                     "service": "a"}, 7.0)])
+    far = read_answer(group.roles, [({KIND_LABEL: ANSWERED}, 1.0), ({KIND_LABEL: "total", WINDOW_LABEL: "tail259200",
+                                                                    "service": "a"}, 5.0)])
+    both = joined([near, far])
+    assert both.answered and (both.value("head", "total", ("a",)), both.value("tail259200", "total", ("a",))) == (7, 5)
+    assert not joined([near, Answer({}, {}, answered=False)]).answered
 
 
 def test_slos_differing_only_in_label_values_share_one_group() -> None:
