@@ -4,6 +4,7 @@ loud failures for missing binaries, and cleanup on SIGTERM."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -12,13 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 import requests
@@ -67,6 +69,28 @@ def git_commit() -> str:
     head = _run(["git", "-C", str(REPO_DIR), "rev-parse", "--short=12", "HEAD"])
     dirty = _run(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "slowatch"])
     return head + ("+dirty" if dirty else "")
+
+
+def module_at(commit: str, path: str, name: str) -> ModuleType:
+    """The file ``path`` as it was at ``commit``, imported as the module ``name`` (a baseline to
+    measure against, over today's other modules)."""
+    text = _git_show(commit, path)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location(name, f.name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pydantic look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        Path(f.name).unlink()
+    return module
+
+
+def _git_show(commit: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO_DIR, check=True, capture_output=True,
+                          text=True).stdout
 
 
 def code_fingerprint() -> str:
