@@ -115,7 +115,7 @@ class Daemon:
         self.scheduler: BackgroundScheduler | None = None
 
     def _load(self) -> list[SLO]:
-        every = load_specs(self.paths)
+        every = load_specs(self.paths, self.settings.state_dir)  # unchanged files: from the spec cache
         mine = [s for s in every if shard.in_shard(s.id, self.shard)]
         # The watcher hands the cycle its new SLOs just after this: a cycle in between still finds
         # the components of the previous SLOs' composites (the last load's, not older ones).
