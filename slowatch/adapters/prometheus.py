@@ -11,12 +11,14 @@ the SLO and the instant.
 from __future__ import annotations
 
 import json
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import requests
 import structlog
@@ -37,6 +39,24 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 METRICSQL_PROBE = "keep_last_value(vector(1))"
 # Statuses worth retrying: overload and gateway trouble. 4xx (bad query) never is.
 TRANSIENT_STATUSES = (429, 502, 503, 504)
+
+# The query API's POST body, application/x-www-form-urlencoded byte for byte as urllib.parse's
+# urlencode writes it (quote_plus: letters, digits and "_.-~" kept, space as "+", any other byte
+# %XX), through str.translate: a 10,000-SLO cycle sends megabytes of query text (each key regex
+# names up to 2,000 SLOs), which quote_plus walks byte by byte in Python: 1.8 s of its CPU.
+_FORM_KEPT = frozenset(string.ascii_letters + string.digits + "_.-~")
+_FORM_TABLE = {c: "+" if c == ord(" ") else f"%{c:02X}" for c in range(128) if chr(c) not in _FORM_KEPT}
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _form_quote(value: object) -> str:
+    text = str(value)
+    return text.translate(_FORM_TABLE) if text.isascii() else quote_plus(text)
+
+
+def form_encoded(form: Mapping[str, object]) -> str:
+    """``urllib.parse.urlencode(form)``, faster for long ASCII values."""
+    return "&".join(f"{_form_quote(k)}={_form_quote(v)}" for k, v in form.items())
 
 
 @dataclass
@@ -96,7 +116,8 @@ class PrometheusSource:
         if self.with_stats:
             form = {**form, "stats": "all"}
         try:
-            response = self.session.post(f"{self.url}{path}", data=form, timeout=self.timeout)
+            response = self.session.post(f"{self.url}{path}", data=form_encoded(form).encode("ascii"),
+                                         headers=FORM_HEADERS, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.stats.add(queries=1, errors=1)
             raise SourceUnavailable(f"{context}: {self.url} unreachable: {_short(exc)}") from exc
@@ -142,7 +163,7 @@ class PrometheusSource:
                 notes.extend(f"info: {i}" for i in data["_infos"])
         if data.get("resultType") != "vector":
             raise QueryError(f"{context}: expected an instant vector, got {data.get('resultType')}")
-        return [Sample(labels=r.get("metric", {}), value=float(r["value"][1])) for r in data["result"]]
+        return [Sample(r.get("metric", {}), float(r["value"][1])) for r in data["result"]]
 
     def raw_samples(self, selector: str, start: datetime, end: datetime, *, context: str
                     ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:

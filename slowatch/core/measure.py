@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 import promql_parser
@@ -152,13 +153,18 @@ def go_exponent(value: float) -> str:
     return f"{'-' if sign else ''}{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
 
 
+@lru_cache(maxsize=1024)  # a few thresholds, asked per SLO and window each cycle
+def _spellings(threshold: float) -> tuple[str, ...]:
+    if math.isinf(threshold):
+        return ("+Inf",)
+    return tuple(sorted({go_float(threshold), repr(float(threshold)), go_exponent(threshold)}))
+
+
 def le_spellings(threshold: float) -> list[str]:
     """Every way instrumentation libraries spell this bucket bound: Go writes ``1``, Python
     ``1.0``, exponent formatters ``1e+00``. Summing over all of them is right when services use
     different clients (a bucket holds one spelling per series)."""
-    if math.isinf(threshold):
-        return ["+Inf"]
-    return sorted({go_float(threshold), repr(float(threshold)), go_exponent(threshold)})
+    return list(_spellings(threshold))
 
 
 def le_regex(thresholds: Iterable[float]) -> str:
@@ -198,6 +204,12 @@ def split_selector(selector: str) -> tuple[str, tuple[Matcher, ...], tuple[tuple
 # --- roles -------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)  # a chunk's key regex is the same in each of its spans and roles
+def _alternation(values: tuple[str, ...]) -> str:
+    """The quoted regex matching exactly ``values``."""
+    return quote("|".join(re.escape(v) for v in values))
+
+
 @dataclass(frozen=True)
 class CounterRole:
     """Events counted by counters: ``metric`` with ``matchers``, one key per ``key_labels`` values.
@@ -226,7 +238,7 @@ class CounterRole:
                     raise ValueError(f"one SLO has one key, got {values}")
                 parts.append(f"{name}={quote(values[0])}")
             else:
-                parts.append(f"{name}=~{quote('|'.join(re.escape(v) for v in values))}")
+                parts.append(f"{name}=~{_alternation(tuple(values))}")
         if self.le:
             parts.append(le_matcher(thresholds))
         return f"{self.metric}{{{','.join(parts)}}}"
@@ -367,7 +379,7 @@ class Answer:
         if threshold is None:
             return self.values.get((tag, role, key), 0.0)
         per_le = self.by_le.get((tag, role, key), {})
-        return sum(per_le.get(s, 0.0) for s in le_spellings(threshold))
+        return sum(per_le.get(s, 0.0) for s in _spellings(threshold))
 
 
 def joined(answers: Sequence[Answer]) -> Answer:

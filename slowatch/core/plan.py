@@ -161,12 +161,22 @@ def ledger_end(at: int) -> int:
     return (at - SETTLE_SECONDS) // HOUR * HOUR
 
 
-def window_plans(slo: SLO, at: datetime, ledger: bool = True) -> list[WindowPlan]:
-    """How each window is counted; without the ``ledger`` every window is read live."""
-    plans = []
+def _burn_rate_plans(ledger: bool) -> tuple[WindowPlan, ...]:
+    out = []
     for w in BURN_RATE_WINDOWS:
         seconds = int(parse_duration(w).total_seconds())
-        plans.append(WindowPlan(w, seconds, not ledger or seconds < LEDGER_MIN_WINDOW))
+        out.append(WindowPlan(w, seconds, not ledger or seconds < LEDGER_MIN_WINDOW))
+    return tuple(out)
+
+
+# The burn-rate windows' plans do not depend on the SLO: built once (a cycle asks for every SLO's
+# plans twice, and parsing the window names each time was a tenth of a 10,000-SLO cycle's CPU).
+_BURN_RATE_PLANS = {ledger: _burn_rate_plans(ledger) for ledger in (True, False)}
+
+
+def window_plans(slo: SLO, at: datetime, ledger: bool = True) -> list[WindowPlan]:
+    """How each window is counted; without the ``ledger`` every window is read live."""
+    plans = list(_BURN_RATE_PLANS[ledger])
     elapsed = math.floor(window_span(slo.window, at).elapsed.total_seconds())
     if elapsed > 0:
         plans.append(WindowPlan(SLO_WINDOW, elapsed, not ledger or elapsed < LEDGER_MIN_WINDOW))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 WINDOW_PLACEHOLDER = "{{.window}}"
 WINDOW_LABEL = "slowatch_window"
@@ -47,7 +47,9 @@ def selector_with(metric: str, selector: str, extra: str = "") -> str:
     return f"{metric}{{{','.join(parts)}}}"
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
+    """One series of an instant answer. A named tuple, not a dataclass: a 10,000-SLO cycle reads
+    about 400,000 of them, and building frozen dataclasses took over a second of its CPU."""
+
     labels: Mapping[str, str]
     value: float

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ class DurationError(ValueError):
     pass
 
 
+@lru_cache(maxsize=4096)  # pure, and asked for the same few window names per SLO every cycle
 def parse_duration(text: str) -> timedelta:
     """Parse a Prometheus duration ("5m", "1h30m", "30d", "200ms")."""
     text = text.strip()

@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from slowatch.adapters.prometheus import form_encoded
 from slowatch.adapters.state import STATE_FILENAME, SavedState, StateStore
 from slowatch.adapters.urls import MASK, remember_secret, scrub
 from slowatch.core.alerting import AlertBook
@@ -135,3 +137,14 @@ def test_scrub_masks_a_remembered_secret_anywhere(secret: str, before: str, afte
     out = scrub(f"{before}{secret}{after}")
     assert secret not in out
     assert MASK in out
+
+
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=200), max_size=5))
+def test_the_query_api_form_body_is_exactly_what_urlencode_writes(form: dict[str, str]) -> None:
+    assert form_encoded(form) == urlencode(form)
+
+
+def test_a_form_body_with_a_2000_slo_key_regex_is_still_urlencode_byte_for_byte() -> None:
+    regex = "|".join(f"svc\\-{i:04d} é" for i in range(2000))
+    form = {"query": f'sum by (service) (x{{service=~"{regex}"}}[5m] offset 1h)', "time": "1793491200.000"}
+    assert form_encoded(form) == urlencode(form)
