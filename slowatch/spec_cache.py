@@ -77,18 +77,25 @@ class _ModelUnpickler(pickle.Unpickler):
 def environment() -> bytes:
     """What besides the files decides the result: slowatch's source (all of it: a validator
     may live anywhere, and hashing 0.6 MB takes a few ms once per process), Python and the
-    validating libraries."""
-    digest = hashlib.sha256()
-    package = Path(model.__file__).parent.parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(_framed(str(path.relative_to(package)).encode()) + _framed(path.read_bytes()))
+    validating libraries. An install without sources hashes its compiled files instead (they
+    change with every build: at worst a miss)."""
+    digest = hashlib.sha256(source_fingerprint(Path(model.__file__).parent.parent))
     digest.update(_framed(platform.python_implementation().encode() + platform.python_version().encode()))
-    for library in VALIDATING_LIBRARIES:
+    for library in ("slowatch", *VALIDATING_LIBRARIES):
         try:
             version = importlib.metadata.version(library)
         except importlib.metadata.PackageNotFoundError:
             version = "absent"
         digest.update(_framed(f"{library}=={version}".encode()))
+    return digest.digest()
+
+
+def source_fingerprint(package: Path) -> bytes:
+    """The hash of the package's source files, each with its path (its compiled files if it has
+    no source)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")) or sorted(package.rglob("*.pyc")):
+        digest.update(_framed(str(path.relative_to(package)).encode()) + _framed(path.read_bytes()))
     return digest.digest()
 
 

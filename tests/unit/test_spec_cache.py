@@ -18,7 +18,7 @@ import slowatch.spec_cache
 from slowatch.core.model import SLO, CalendarWindow
 from slowatch.errors import SpecError
 from slowatch.spec import load_specs
-from slowatch.spec_cache import CACHE_FILENAME, HEADER, MAGIC, VERSION, SpecCache, cache_key
+from slowatch.spec_cache import CACHE_FILENAME, HEADER, MAGIC, VERSION, SpecCache, cache_key, source_fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "slos"
@@ -128,10 +128,40 @@ def test_another_slowatch_or_library_version_parses_again(
     assert parses.count == 2
 
 
-def test_the_environment_covers_the_source_python_and_the_validating_libraries() -> None:
-    assert len(slowatch.spec_cache.environment()) == 32
-    assert slowatch.spec_cache.VALIDATING_LIBRARIES == (
-        "PyYAML", "pydantic", "pydantic-core", "promql-parser", "python-dateutil")
+def _edit_source(package: Path) -> None:
+    (package / "spec.py").write_text("VALIDATE = False\n")
+
+
+def _rename_source(package: Path) -> None:
+    (package / "spec.py").rename(package / "spec2.py")
+
+
+def _add_source(package: Path) -> None:
+    (package / "core" / "extra.py").write_text("")
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(_edit_source, id="an edited module"),
+    pytest.param(_rename_source, id="a renamed module"),
+    pytest.param(_add_source, id="a new module in a subpackage"),
+])
+def test_any_change_to_slowatch_s_source_changes_its_fingerprint(
+    tmp_path: Path, change: Callable[[Path], None]
+) -> None:
+    (tmp_path / "core").mkdir()
+    (tmp_path / "spec.py").write_text("VALIDATE = True\n")
+    (tmp_path / "core" / "model.py").write_text("")
+    before = source_fingerprint(tmp_path)
+    assert source_fingerprint(tmp_path) == before
+    change(tmp_path)
+    assert source_fingerprint(tmp_path) != before
+
+
+def test_an_install_without_sources_is_fingerprinted_by_its_compiled_files(tmp_path: Path) -> None:
+    (tmp_path / "spec.cpython-311.pyc").write_bytes(b"one build")
+    before = source_fingerprint(tmp_path)
+    (tmp_path / "spec.cpython-311.pyc").write_bytes(b"another build")
+    assert source_fingerprint(tmp_path) != before
 
 
 def test_a_spec_with_a_problem_is_reported_as_without_the_cache_and_never_cached(tmp_path: Path) -> None:
