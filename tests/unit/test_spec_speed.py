@@ -179,3 +179,15 @@ def test_mutated_corpus_texts_read_as_the_pure_python_reader_reads_them() -> Non
         assert reading == _reference_reading(text), text
         kinds.add(reading[0])
     assert kinds == {"documents", "problem"}  # both outcomes were compared
+
+
+def test_a_directory_s_symlinks_are_followed_an_alias_loads_once_and_a_broken_one_is_no_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "b.yaml").write_text(SPEC)
+    (tmp_path / "a.yaml").symlink_to("b.yaml")  # sorted first: it is the one loaded
+    (tmp_path / "dangling.yaml").symlink_to("nowhere.yaml")
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    (tmp_path / "sub.yaml").mkdir()
+    assert list(slowatch.spec.spec_files([tmp_path, tmp_path / "b.yaml"])) == [
+        (tmp_path / "a.yaml", str(tmp_path / "a.yaml"))]
