@@ -321,9 +321,11 @@ class Forwarder:
         query = environ.get("QUERY_STRING", "")
         headers = {name: environ[key] for name in FORWARDED_REQUEST_HEADERS
                    if (key := "HTTP_" + name.upper().replace("-", "_")) in environ}
+        method = environ.get("REQUEST_METHOD", "GET")
         connection = _UnixConnection(self.backend, self.timeout)
         try:
-            connection.request(environ.get("REQUEST_METHOD", "GET"), f"{path}?{query}" if query else path,
+            # HEAD as GET: waitress drops a HEAD answer's body here, its Content-Length kept.
+            connection.request("GET" if method == "HEAD" else method, f"{path}?{query}" if query else path,
                                headers=headers)
             answer = connection.getresponse()
             body = answer.read()

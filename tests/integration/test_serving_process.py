@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from slowatch.adapters.http import App, serve
 from slowatch.adapters.metrics import new_registry
+from slowatch.adapters.serving import ServingProcess
 from slowatch.daemon import Daemon
 from slowatch.errors import WebConfigError
 from slowatch.settings import Settings
@@ -112,6 +114,33 @@ def test_healthz_is_forwarded_and_open(daemon: Daemon) -> None:
     assert daemon.serving is not None
     got = get(f"{daemon.serving.url}/healthz")
     assert (got.status_code, got.text) == (200, "ok\n")
+
+
+def test_head_of_a_forwarded_path_has_the_length_of_its_get(daemon: Daemon) -> None:
+    assert daemon.serving is not None
+    head = requests.head(f"{daemon.serving.url}/healthz", timeout=10)
+    assert (head.status_code, head.headers["Content-Length"], head.content) == (200, "3", b"")
+
+
+def test_tls_is_served_by_the_serving_process(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl CLI makes the test certificate"
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    config = web_config(tmp_path / "web.yml")
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()),
+                                      "tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"}}))
+    holder = ViewHolder()
+    registry, _ = new_registry(holder)
+    with ServingProcess(App(holder, registry), "127.0.0.1", 0, web_config=config, registry=registry.own).start() as sp:
+        assert sp.url.startswith("https://")
+        metrics = requests.get(f"{sp.url}/metrics", auth=(USER, PASSWORD), verify=str(cert), timeout=10)
+        assert metrics.status_code == 200 and "slowatch_http_process_restarts_total 0.0" in metrics.text
+        assert requests.get(f"{sp.url}/status", verify=str(cert), timeout=10).status_code == 401
+        with pytest.raises(requests.exceptions.SSLError):  # no plain HTTP, no unverified peer
+            requests.get(f"{sp.url}/healthz", timeout=10)
 
 
 def restarts(url: str) -> float:
