@@ -60,6 +60,8 @@ class StateStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILENAME
+        self._written: tuple[AlertBook, dict[str, tuple[str, ...]]] | None = None
+        """What the file holds since this store last wrote it."""
 
     def load(self) -> SavedState:
         """The saved state, or an empty one when nothing was saved yet."""
@@ -98,6 +100,12 @@ class StateStore:
             return SavedState()
 
     def save(self, book: AlertBook, pending: Mapping[str, Sequence[str]], now: datetime) -> None:
+        """Writes only when the book or the pending resolves changed since this store's last write
+        (``saved_at`` is then when they last changed): each cycle and each resend saves, and with
+        thousands of alerts the file is megabytes (10,000 SLOs: 5.5 MB, 0.7 s a save)."""
+        state = (book, {url: tuple(ids) for url, ids in pending.items()})
+        if state == self._written:
+            return
         text = json.dumps(_encode(book, pending, now), indent=1, ensure_ascii=False) + "\n"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -107,6 +115,7 @@ class StateStore:
                 f"{self.path}: cannot write the alert state: {exc.strerror or exc} "
                 "(check that SLOWATCH_STATE_DIR exists, is writable by slowatch and its disk is not full)"
             ) from exc
+        self._written = state
 
 
 def _encode(book: AlertBook, pending: Mapping[str, Sequence[str]], now: datetime) -> dict[str, Any]:

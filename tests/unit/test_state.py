@@ -52,11 +52,33 @@ def test_no_file_yet_is_an_empty_state(tmp_path: Path) -> None:
 def test_the_file_is_versioned_json_and_no_temporary_file_is_left(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.save(BOOK, {}, T0)
-    store.save(BOOK, {}, T0 + timedelta(minutes=1))
+    store.save(BOOK, {"http://am:9093": ()}, T0 + timedelta(minutes=1))
     assert [p.name for p in tmp_path.iterdir()] == [STATE_FILENAME]
     doc = json.loads(store.path.read_text())
     assert (doc["kind"], doc["version"], doc["saved_at"]) == ("slowatch-state", SCHEMA_VERSION,
                                                               "2026-11-27T12:01:00.123456Z")
+
+
+def test_an_unchanged_book_is_not_written_again_and_saved_at_says_when_it_last_changed(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.save(BOOK, {"http://am:9093": ()}, T0)
+    store.path.write_text("{}")  # a file this store did not write...
+    store.save(BOOK, {"http://am:9093": []}, T0 + timedelta(minutes=1))  # ...stays: nothing changed
+    assert store.path.read_text() == "{}"
+    store.save(AlertBook(firing=BOOK.firing), {"http://am:9093": ()}, T0 + timedelta(minutes=2))
+    assert store.load().saved_at == T0 + timedelta(minutes=2) and store.load().book.resolved == ()
+
+
+def test_a_save_that_failed_is_written_by_the_next_one_even_if_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StateStore(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        with pytest.raises(StateError):
+            store.save(BOOK, {}, T0)
+    store.save(BOOK, {}, T0 + timedelta(minutes=1))
+    assert store.load().saved_at == T0 + timedelta(minutes=1)
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
