@@ -125,7 +125,7 @@ class PlannedSource:
             self._loaded = True
         groups = self._plan(slos)
         with self._upkeeping:  # one cycle's ledger work at a time: rows must not grow while read or saved
-            failed, added = self._upkeep(groups, at)
+            failed, added = self._upkeep(groups, at, executor)
             out: dict[str, Measurement | Exception] = dict(failed)
             saver = None
             if (added or self._unsaved) and self.store is not None:
@@ -163,16 +163,21 @@ class PlannedSource:
                     saver.join()
         return out
 
-    def _upkeep(self, groups: Sequence[Group], at: datetime) -> tuple[dict[str, Exception], bool]:
+    def _upkeep(self, groups: Sequence[Group], at: datetime, executor: Executor) -> tuple[dict[str, Exception], bool]:
         """Bring every group's rows to the hours its SLOs need at ``at``: for each set of SLOs
         missing the same hours (usually: every SLO, the hour that just settled; after a start
         with a saved ledger, the hours missed while down; after a change, the changed SLOs'
         rows alone), range queries over those hours for those SLOs' keys only. Runs before the
         chunks are measured, so no chunk reads a row while it grows. Returns the SLOs whose
         hours could not be read (they fail this cycle; the others are measured) and whether any
-        hour was added (the ledger is then saved)."""
+        hour was added (the ledger is then saved).
+
+        Fills of one piece or less (the hour that settled, the hours a restart missed) are asked
+        side by side on ``executor``; a longer backfill runs alone, holding one piece of JSON at
+        a time. Rows are filled here, in order, once each answer is in."""
         failed: dict[str, Exception] = {}
         added = False
+        todo: list[tuple[Group, range, list[tuple[range, list[SLO]]]]] = []
         for group in groups:
             if not (self.use_ledger and group.ledger):
                 continue
@@ -187,12 +192,22 @@ class PlannedSource:
                 if missing:
                     by_missing.setdefault(missing, []).append(slo)
             self.stats.ledger_cpu_seconds += time.thread_time() - cpu
-            for missing, members in by_missing.items():
-                for i in range(0, len(members), CHUNK):
-                    batch = members[i:i + CHUNK]
-                    context = self._context(batch, at)
+            todo.append((group, need, [(missing, members[i:i + CHUNK])
+                                       for missing, members in by_missing.items()
+                                       for i in range(0, len(members), CHUNK)]))
+        asked = {
+            (group.signature, k): executor.submit(self._fetch_hours, group, batch, missing, self._context(batch, at))
+            for group, _, batches in todo for k, (missing, batch) in enumerate(batches)
+            if len(missing) <= BACKFILL_PIECE
+        }
+        try:
+            for group, need, batches in todo:
+                ledger = self.ledger.group(group.signature)
+                for k, (missing, batch) in enumerate(batches):
                     try:
-                        values = self._fetch_hours(group, batch, missing, context)
+                        future = asked.get((group.signature, k))
+                        values = (future.result() if future is not None
+                                  else self._fetch_hours(group, batch, missing, self._context(batch, at)))
                     except Exception as exc:  # SourceError, or a bug: the batch's SLOs carry it
                         failed.update({s.id: exc for s in batch})
                         continue
@@ -200,11 +215,13 @@ class PlannedSource:
                     ledger.fill(missing, values, group.ledger_keys(batch))
                     self.stats.ledger_cpu_seconds += time.thread_time() - cpu
                     added = True
-            cpu = time.thread_time()
-            ledger.drop_before(need.start)
-            self.stats.ledger_cpu_seconds += time.thread_time() - cpu
-            if not any(s.id in failed for s in group.slos):
-                self._kept[group.signature] = need
+                cpu = time.thread_time()
+                ledger.drop_before(need.start)
+                self.stats.ledger_cpu_seconds += time.thread_time() - cpu
+                if not any(s.id in failed for s in group.slos):
+                    self._kept[group.signature] = need
+        finally:
+            wait(asked.values())  # none outlives the upkeep, whatever went wrong
         return failed, added
 
     def _save(self, at: datetime) -> None:

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -416,3 +417,29 @@ def test_a_loaded_ledger_turns_ready_only_after_the_first_cycle_that_ran_with_it
     # The cycle that turned it ready read no hour: only its instant queries (one per day of reach).
     parts = query_parts(live_spans(slos, AT + timedelta(seconds=30)))
     assert restarted.ranges == [] and restarted.instant == len(parts) == 3  # the last day, the 1d tail, the 3d tail
+
+
+class MeetingPrometheus(FakePrometheus):
+    """Range queries wait for each other at a barrier: asked one after the other, the first waits
+    alone until the barrier breaks."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def query_range(self, promql: str, start: datetime, end: datetime, step: timedelta, *,
+                    context: str) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
+        self.barrier.wait()
+        return super().query_range(promql, start, end, step, context=context)
+
+
+def test_the_hour_that_settled_is_asked_for_every_chunk_side_by_side() -> None:
+    slos = [ratio(n, DAY) for n in range(CHUNK + 1)]  # two chunks of one group
+    src = source(FakePrometheus())
+    measure(src, slos, AT)  # the backfill: more than a piece, one chunk at a time
+    src.prometheus = cast(PrometheusSource, meeting := MeetingPrometheus(parties=2))
+    at = AT + timedelta(hours=1)
+    later = measure(src, slos, at)  # a broken barrier would fail both chunks
+    settled = ledger_end(int(at.timestamp()))
+    assert [hours for _, hours in meeting.ranges] == [range(settled, settled + 1, HOUR)] * 2
+    assert later[slos[-1].id].counts[SLO_WINDOW].total == expected_window(slos[-1], at)[1]
