@@ -26,14 +26,11 @@ Writes ``bench/results/restart.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from array import array
@@ -43,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    REPO_DIR,
     WORK_DIR,
     BenchError,
     CodeWatch,
     bounded,
     log,
     md_table,
+    module_at,
     python_json,
     require,
     wait_for_quiet,
@@ -181,17 +178,7 @@ def child(argv: list[str]) -> int:
 
 def _baseline_plan() -> Any:
     """core/plan.py as it was at ``BASELINE``, as a module of its own."""
-    text = subprocess.run(["git", "show", f"{BASELINE}:slowatch/core/plan.py"], cwd=REPO_DIR, check=True,
-                          capture_output=True, text=True).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(text)
-    spec = importlib.util.spec_from_file_location("baseline_plan", f.name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_plan"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    Path(f.name).unlink()
-    return module
+    return module_at(BASELINE, "slowatch/core/plan.py", "baseline_plan")
 
 
 def _hourly(fill_hour: Callable[[int], None], hours: int) -> dict[str, float]:

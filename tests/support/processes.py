@@ -79,10 +79,10 @@ def find_binary(*names: str, env: str | None = None, version: str | None = None,
             )
         return _checked(find_binary(*names, env=env), component, version)
     if env and os.environ.get(env):
-        path = os.environ[env]
-        if not os.access(path, os.X_OK):
-            raise ProcessError(f"{env}={path} is not an executable file")
-        return path
+        given = os.environ[env]
+        if not os.access(given, os.X_OK):
+            raise ProcessError(f"{env}={given} is not an executable file")
+        return given
     for name in names:
         found = shutil.which(name)
         if found:
