@@ -133,10 +133,10 @@ class PlannedSource:
                 # fsync does not delay the cycle; joined before the rows may grow again.
                 saver = threading.Thread(target=self._save, args=(at,), name="ledger-save")
                 saver.start()
+            # Each chunk's spans are asked in parts (core.plan.query_parts), all submitted at once:
+            # the parts of one chunk run side by side like the chunks do.
+            futures: list[tuple[Group, tuple[SLO, ...], list[Future[tuple[Answer, list[str]]]]]] = []
             try:
-                # Each chunk's spans are asked in parts (core.plan.query_parts), all submitted at
-                # once: the parts of one chunk run side by side like the chunks do.
-                futures: list[tuple[Group, tuple[SLO, ...], list[Future[tuple[Answer, list[str]]]]]] = []
                 for group in groups:
                     use_ledger = self.use_ledger and group.ledger
                     for whole in group.chunks():
@@ -147,18 +147,17 @@ class PlannedSource:
                                 executor.submit(self._ask, group, chunk, part, at, i == 0)
                                 for i, part in enumerate(parts)
                             ]))
-                for group, chunk, asked in futures:  # every future is awaited: no chunk outlives its cycle
+                for group, chunk, asked in futures:
+                    # Per chunk, the first of its parts that failed, as it was raised (ports.BatchSource):
+                    # a SourceError makes its SLOs stale, a bug (with its traceback) `error`.
                     try:
-                        answers = [f.result() for f in asked]  # the first failure, once all are done:
-                    except Exception as exc:  # per chunk, as it was raised (ports.BatchSource): a bug, with
-                        wait(asked)  # its traceback, becomes `error` in the engine
-                        out.update({s.id: exc for s in chunk})
-                        continue
-                    try:
+                        answers = [f.result() for f in asked]
                         out.update(self._assemble(group, chunk, at, answers))
                     except Exception as exc:
                         out.update({s.id: exc for s in chunk})
             finally:
+                # Every query is awaited, whatever went wrong: no chunk outlives its cycle.
+                wait([f for _, _, asked in futures for f in asked])
                 if saver is not None:
                     saver.join()
         return out

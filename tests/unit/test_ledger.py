@@ -42,6 +42,7 @@ from slowatch.core.plan import (
 )
 from slowatch.core.promql import KIND_LABEL, Sample
 from slowatch.cycle import Cycle
+from slowatch.errors import SourceUnavailable
 from slowatch.view import ViewHolder
 from tests.unit.fakes import FakeAlertmanager, MemoryStore, SteppedClock
 
@@ -443,3 +444,24 @@ def test_the_hour_that_settled_is_asked_for_every_chunk_side_by_side() -> None:
     settled = ledger_end(int(at.timestamp()))
     assert [hours for _, hours in meeting.ranges] == [range(settled, settled + 1, HOUR)] * 2
     assert later[slos[-1].id].counts[SLO_WINDOW].total == expected_window(slos[-1], at)[1]
+
+
+class FarTailDown(FakePrometheus):
+    """The query of the 3-day tail's part fails; every other query is answered."""
+
+    def query(self, promql: str, at: datetime, *, context: str, notes: list[str] | None = None) -> list[Sample]:
+        answer = super().query(promql, at, context=context, notes=notes)  # counts it
+        if "tail259200" in promql:
+            raise SourceUnavailable(f"{context}: answered 503")
+        return answer
+
+
+def test_one_failed_part_makes_its_chunk_stale_with_that_error_and_every_part_is_awaited() -> None:
+    slos = [ratio(n, DAY) for n in range(3)]
+    fake = FarTailDown()
+    with ThreadPoolExecutor(2) as pool:
+        out = source(fake).measure_all(slos, AT, pool)
+        parts = len(query_parts(live_spans(slos, AT)))
+    assert {type(v) for v in out.values()} == {SourceUnavailable}
+    assert all("answered 503" in str(v) for v in out.values())
+    assert fake.instant == parts  # the other parts were asked (and awaited) all the same
