@@ -15,7 +15,8 @@ one count over W, since adjacent spans share their boundary sample and tile (``c
 says how a span is counted), at a cost of at most ~14 hours of samples per series whatever W is.
 
 And batching: SLOs whose selectors differ only in equality matcher values (``service="a"`` vs
-``service="b"``) share a *shape*, and one query ``sum by (service) (...)`` measures them all.
+``service="b"``) share a *shape*, and ``sum by (service) (...)`` measures them all at once, in
+one query per day back that the cycle's spans reach into (``query_parts``).
 """
 
 from __future__ import annotations
