@@ -123,7 +123,7 @@ def report(rows: list[dict[str, Any]], data: Dataset, notes: dict[str, Any]) -> 
 
 The same configurations through `PlannedSource(ledger=False)` (`bench.evaluate --per-slo`): the
 same batched queries and the same exact counting (`core.measure`), but every window read live over
-its whole range, as with no ledger. Stateless, so one cycle each. Failed SLOs there are query
+its whole range, as with no ledger. Stateless, so one cycle each. Failed SLOs, if any, are query
 timeouts (30 s): reading 30 days live for 2,000 SLOs per query is what the ledger avoids.
 
 {_table(per_slo)}
