@@ -99,7 +99,14 @@ class _Index:
         self.view = view
         self.by_id = {(s.slo.service, s.slo.name): s for s in view.statuses}
         self.team = {s.slo.id: dict(s.slo.labels).get(TEAM_LABEL, "") for s in view.statuses}
-        self.known: dict[str, set[str]] = {"service": {s.slo.service for s in view.statuses}, "state": set(STATES),
+        # Filter value -> positions of its SLOs in the view, so a filtered list costs its matches,
+        # not a walk of every SLO: a walk per ?service= key after each view kept the serving
+        # process busy for half a second at 1,000 SLOs and 1,000 req/s (bench.status_load).
+        self.positions: dict[str, dict[str, list[int]]] = {"service": {}, "state": {}, TEAM_LABEL: {}}
+        for i, s in enumerate(view.statuses):
+            for name, value in (("service", s.slo.service), ("state", s.state), (TEAM_LABEL, self.team[s.slo.id])):
+                self.positions[name].setdefault(value, []).append(i)
+        self.known: dict[str, set[str]] = {"service": set(self.positions["service"]), "state": set(STATES),
                                            TEAM_LABEL: set(self.team.values())}
         self.lock = threading.Lock()
         self.slos: dict[str, bytes] = {}
@@ -232,10 +239,11 @@ class App:
         found = index.documents.get(key)
         if found is not None:
             return self._send(environ, found)
-        team = index.team
-        value_of: dict[str, Callable[[BudgetStatus], str]] = {
-            "service": lambda s: s.slo.service, "state": lambda s: s.state, TEAM_LABEL: lambda s: team[s.slo.id]}
-        selected = [s for s in view.statuses if all(value_of[name](s) in chosen for name, chosen in filters)]
+        selected: list[BudgetStatus] = list(view.statuses)
+        if filters:
+            # Positions keep the view's order; each filter is a union of its values' positions.
+            chosen_sets = [{i for v in chosen for i in index.positions[name].get(v, ())} for name, chosen in filters]
+            selected = [view.statuses[i] for i in sorted(set.intersection(*chosen_sets))]
         extra: list[tuple[str, str]] = [("X-Total-Count", str(len(selected)))]
         page = selected
         if paged:

@@ -423,6 +423,9 @@ def test_a_poller_with_the_current_etag_gets_304_and_no_body(path: str) -> None:
     pytest.param("team=identity&state=ok", ["svc05", "svc15"], id="filters combine"),
     pytest.param("state=burning", [], id="a state nobody is in gives an empty list"),
     pytest.param("team=nobody", [], id="an unknown team gives an empty list"),
+    pytest.param("service=svc15&service=svc05&state=ok", ["svc05", "svc15"],
+                 id="several values of one filter list their SLOs in the view's order"),
+    pytest.param("service=svc10&team=identity&state=ok", [], id="every filter must hold"),
 ])
 def test_status_filters_by_state_and_team(query: str, expected: list[str]) -> None:
     code, headers, body = call(fleet_app(), query)
