@@ -198,7 +198,7 @@ def test_throughput_slices_inside_an_exclusion_are_not_counted(
 
 
 def test_a_past_interval_added_later_adjusts_the_budget_from_the_same_ledger(
-    prometheus: Server, history: History, incident: Interval, pool: ThreadPoolExecutor,
+    engine: Server, history: History, incident: Interval, pool: ThreadPoolExecutor,
 ) -> None:
     """A budget adjustment: evaluate, add the incident as an exclusion (a spec reload makes a new
     SLO object), evaluate again at the same instant. The ledger keeps raw hours and is subtracted
@@ -208,7 +208,7 @@ def test_a_past_interval_added_later_adjusts_the_budget_from_the_same_ledger(
     adjusted = replace(slo, exclusions=(Exclusion(reason="forgiven: upstream outage",
                                                   start=utc(incident[0]), end=utc(incident[1])),))
     at = utc(incident[1] + 5 * HOUR)
-    prom = PrometheusSource(prometheus.url)
+    prom = PrometheusSource(engine.url)
     source = PlannedSource(prom)
     before = source.measure_all([slo], at, pool)[slo.id]
     queries = prom.stats.queries
