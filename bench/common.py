@@ -342,3 +342,8 @@ def python_json(args: Sequence[str], timeout: float, *, python: str | None = Non
         raise BenchError(f"{' '.join(cmd[:4])} ... printed nothing")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def csv_ints(text: str) -> list[int]:
+    """An argparse type: ``1000,10000`` -> [1000, 10000] (the benches' ``--slos``)."""
+    return [int(v) for v in text.split(",") if v.strip()]

@@ -25,6 +25,7 @@ from bench.common import (
     CodeWatch,
     bounded,
     cpu_seconds,
+    csv_ints,
     log,
     machine_busy,
     md_table,
@@ -41,10 +42,6 @@ from bench.data import Dataset, start_prepared, write_specs
 TIME_LIMIT = 40 * 60  # the whole benchmark, data build included; measured cycles take ~5-10 minutes
 CHILD_TIMEOUT = 15 * 60  # one configuration: 10,000 SLOs over 30 days is the slow one
 QUIET_WAIT = 20.0  # seconds to wait, at most, for other processes to leave the cores alone
-
-
-def _csv_ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def _csv(text: str) -> list[str]:
@@ -157,7 +154,7 @@ Prometheus compactions during the benchmark: {notes['compactions']:.0f}.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slos", type=_csv_ints, default=[100, 1000, 10000])
+    parser.add_argument("--slos", type=csv_ints, default=[100, 1000, 10000])
     parser.add_argument("--windows", type=_csv, default=["1d", "30d"])
     parser.add_argument("--cycles", type=int, default=2, help="cycles per configuration (the first, then the next)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline without the hour ledger")

@@ -44,6 +44,7 @@ from bench.common import (
     BenchError,
     CodeWatch,
     bounded,
+    csv_ints,
     log,
     md_table,
     module_at,
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["child"]:
         return child(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slos", type=lambda t: [int(v) for v in t.split(",")], default=[1000, 10000])
+    parser.add_argument("--slos", type=csv_ints, default=[1000, 10000])
     parser.add_argument("--down", type=int, default=600, help="seconds between the stop and the restart")
     args = parser.parse_args(argv)
     require("prometheus", "promtool", hint="install Debian's prometheus package (apt-get install prometheus)")

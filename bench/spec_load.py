@@ -39,6 +39,7 @@ from bench.common import (
     WORK_DIR,
     CodeWatch,
     bounded,
+    csv_ints,
     log,
     machine_busy,
     md_table,
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["child"]:
         return child(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slos", type=lambda t: [int(v) for v in t.split(",")], default=[1000, 10000])
+    parser.add_argument("--slos", type=csv_ints, default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     code = CodeWatch()
